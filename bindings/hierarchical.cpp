@@ -1,0 +1,238 @@
+// Bindings of HSSMatrix and HODLRMatrix for float and double.
+#include <pybind11/stl.h>
+
+#include "common.hpp"
+#include "hsslin/hodlr.hpp"
+#include "hsslin/hss.hpp"
+
+namespace hsslin::bindings {
+namespace {
+
+template <class H, class T>
+py::array apply_operator(const H& self, const py::array& x, bool transpose) {
+  const DenseView<const T> in = as_operand<T>(x, "x");
+  const Index expected = transpose ? self.rows() : self.cols();
+  if (in.rows != expected)
+    throw py::value_error("x has " + std::to_string(in.rows) + " rows, expected " +
+                          std::to_string(expected));
+  DenseView<T> out;
+  py::array result = make_result<T>(x, transpose ? self.cols() : self.rows(), out);
+  {
+    py::gil_scoped_release release;
+    self.apply(in, out, transpose);
+  }
+  return result;
+}
+
+template <class H, class T>
+py::array dense_of(const H& self, bool transpose) {
+  const Index m = transpose ? self.cols() : self.rows();
+  const Index n = transpose ? self.rows() : self.cols();
+  py::array_t<T, py::array::c_style> out({m, n});
+  T* data = out.mutable_data();
+  {
+    py::gil_scoped_release release;
+    self.to_dense(data, transpose);
+  }
+  return out;
+}
+
+template <class T>
+void register_hss(py::module_& m, const char* name) {
+  using H = HSSMatrix<T>;
+  py::class_<H>(m, name)
+      .def_static(
+          "compress",
+          [](const py::array& A, double tol, Index max_rank, Index leaf_size, Index oversampling,
+             Index initial_samples, std::uint64_t seed) {
+            const ConstRowMap<T> map = as_row_map<T>(A, "A");
+            HSSOptions o;
+            o.set_tol(tol).set_max_rank(max_rank).set_leaf_size(leaf_size);
+            o.set_oversampling(oversampling).set_initial_samples(initial_samples).set_seed(seed);
+            py::gil_scoped_release release;
+            return H::compress(map, o);
+          },
+          py::arg("A"), py::arg("tol"), py::arg("max_rank"), py::arg("leaf_size"),
+          py::arg("oversampling"), py::arg("initial_samples"), py::arg("seed"))
+      .def("apply", &apply_operator<H, T>, py::arg("x"), py::arg("transpose"))
+      .def("to_dense", &dense_of<H, T>, py::arg("transpose"))
+      .def_property_readonly("rows", &H::rows)
+      .def_property_readonly("cols", &H::cols)
+      .def_property_readonly("levels", [](const H& h) { return h.tree().levels(); })
+      .def_property_readonly("nbytes", &H::nbytes)
+      .def_property_readonly("error_estimate", &H::error_estimate)
+      .def_property_readonly("samples", &H::samples)
+      .def_property_readonly("symmetric", &H::symmetric)
+      .def_property_readonly("is_dense_fallback", &H::is_dense_fallback)
+      .def_property_readonly("tol", [](const H& h) { return h.options().tol(); })
+      .def_property_readonly("leaf_size", [](const H& h) { return h.options().leaf_size(); })
+      .def_property_readonly("max_rank", [](const H& h) { return h.options().max_rank(); })
+      .def_property_readonly("seed", [](const H& h) { return h.options().seed(); })
+      .def("level_ranks",
+           [](const H& h, bool columns) {
+             std::vector<std::vector<Index>> out;
+             for (int l = 1; l <= h.tree().levels(); ++l) {
+               std::vector<Index> level;
+               for (Index i = ClusterTree::level_begin(l); i < ClusterTree::level_end(l); ++i)
+                 level.push_back(columns ? h.col_rank(i) : h.row_rank(i));
+               out.push_back(std::move(level));
+             }
+             return out;
+           },
+           py::arg("columns"))
+      .def("serialize", [](const H& h) {
+        std::string blob;
+        {
+          py::gil_scoped_release release;
+          blob = h.serialize();
+        }
+        return py::bytes(blob);
+      })
+      .def_static("deserialize", [](const py::bytes& b) {
+        const std::string blob = b;
+        py::gil_scoped_release release;
+        return H::deserialize(blob);
+      })
+      .def("copy", [](const H& h) { return H(h); });
+}
+
+template <class T>
+py::dict block_parts(const LowRankBlock<T>& b) {
+  py::dict d;
+  d["is_dense"] = b.is_dense;
+  d["error"] = b.error;
+  if (b.is_dense) {
+    d["dense"] = to_numpy(b.dense);
+  } else {
+    d["U"] = to_numpy(b.U);
+    d["V"] = to_numpy(b.V);
+  }
+  return d;
+}
+
+template <class T>
+LowRankBlock<T> block_from(const py::dict& d) {
+  LowRankBlock<T> b;
+  b.is_dense = d["is_dense"].cast<bool>();
+  b.error = d.contains("error") ? d["error"].cast<double>() : 0.0;
+  if (b.is_dense) {
+    b.dense = from_numpy<T>(d["dense"].cast<py::array>(), "dense");
+  } else {
+    b.U = from_numpy<T>(d["U"].cast<py::array>(), "U");
+    b.V = from_numpy<T>(d["V"].cast<py::array>(), "V");
+  }
+  return b;
+}
+
+template <class T>
+void register_hodlr(py::module_& m, const char* name) {
+  using H = HODLRMatrix<T>;
+  py::class_<H>(m, name)
+      .def_static(
+          "compress",
+          [](const py::array& A, double tol, Index rank, double rank_decay, Index min_rank,
+             Index max_rank, Index leaf_size, int power_iterations, std::uint64_t seed) {
+            const ConstRowMap<T> map = as_row_map<T>(A, "A");
+            HODLROptions o;
+            if (tol > 0) o.set_tol(tol);
+            if (rank > 0) o.set_rank(rank);
+            o.set_rank_decay(rank_decay).set_min_rank(min_rank).set_max_rank(max_rank);
+            o.set_leaf_size(leaf_size).set_power_iterations(power_iterations).set_seed(seed);
+            py::gil_scoped_release release;
+            return H::compress(map, o);
+          },
+          py::arg("A"), py::arg("tol"), py::arg("rank"), py::arg("rank_decay"),
+          py::arg("min_rank"), py::arg("max_rank"), py::arg("leaf_size"),
+          py::arg("power_iterations"), py::arg("seed"))
+      .def("apply", &apply_operator<H, T>, py::arg("x"), py::arg("transpose"))
+      .def("to_dense", &dense_of<H, T>, py::arg("transpose"))
+      .def_property_readonly("rows", &H::rows)
+      .def_property_readonly("cols", &H::cols)
+      .def_property_readonly("levels", [](const H& h) { return h.tree().levels(); })
+      .def_property_readonly("nbytes", &H::nbytes)
+      .def_property_readonly("relative_error", &H::relative_error)
+      .def_property_readonly("tol", [](const H& h) { return h.options().tol(); })
+      .def_property_readonly("rank", [](const H& h) { return h.options().rank(); })
+      .def_property_readonly("rank_decay", [](const H& h) { return h.options().rank_decay(); })
+      .def_property_readonly("min_rank", [](const H& h) { return h.options().min_rank(); })
+      .def_property_readonly("leaf_size", [](const H& h) { return h.options().leaf_size(); })
+      .def_property_readonly("seed", [](const H& h) { return h.options().seed(); })
+      .def("level_ranks",
+           [](const H& h) {
+             // Per level (1 = the root's children): ranks of B12, B21 of each
+             // inner node one level up; -1 marks a block kept dense.
+             std::vector<std::vector<Index>> out;
+             for (int l = 0; l < h.tree().levels(); ++l) {
+               std::vector<Index> level;
+               for (Index i = ClusterTree::level_begin(l); i < ClusterTree::level_end(l); ++i) {
+                 level.push_back(h.node(i).B12.rank());
+                 level.push_back(h.node(i).B21.rank());
+               }
+               out.push_back(std::move(level));
+             }
+             return out;
+           })
+      .def("parts",
+           [](const H& h) {
+             py::list nodes;
+             for (Index i = 0; i < h.tree().size(); ++i) {
+               py::dict d;
+               if (h.tree().is_leaf(i)) {
+                 d["D"] = to_numpy(h.node(i).D);
+               } else {
+                 d["B12"] = block_parts(h.node(i).B12);
+                 d["B21"] = block_parts(h.node(i).B21);
+               }
+               nodes.append(d);
+             }
+             return nodes;
+           })
+      .def_static(
+          "from_parts",
+          [](Index rows, Index cols, int levels, const py::list& parts, double rank_decay,
+             Index leaf_size, double error) {
+            ClusterTree tree = ClusterTree::with_levels(rows, cols, levels);
+            HSSLIN_CHECK(Index(parts.size()) == tree.size(), "parts: expected ", tree.size(),
+                         " nodes, got ", parts.size());
+            std::vector<typename H::Node> nodes(size_t(tree.size()));
+            for (Index i = 0; i < tree.size(); ++i) {
+              const py::dict d = parts[size_t(i)].cast<py::dict>();
+              if (tree.is_leaf(i)) {
+                nodes[size_t(i)].D = from_numpy<T>(d["D"].cast<py::array>(), "D");
+              } else {
+                nodes[size_t(i)].B12 = block_from<T>(d["B12"].cast<py::dict>());
+                nodes[size_t(i)].B21 = block_from<T>(d["B21"].cast<py::dict>());
+              }
+            }
+            HODLROptions o;
+            o.set_rank_decay(rank_decay).set_leaf_size(leaf_size);
+            return H::from_parts(std::move(tree), std::move(nodes), o, error);
+          },
+          py::arg("rows"), py::arg("cols"), py::arg("levels"), py::arg("parts"),
+          py::arg("rank_decay"), py::arg("leaf_size"), py::arg("error"))
+      .def("serialize", [](const H& h) {
+        std::string blob;
+        {
+          py::gil_scoped_release release;
+          blob = h.serialize();
+        }
+        return py::bytes(blob);
+      })
+      .def_static("deserialize", [](const py::bytes& b) {
+        const std::string blob = b;
+        py::gil_scoped_release release;
+        return H::deserialize(blob);
+      })
+      .def("copy", [](const H& h) { return H(h); });
+}
+
+}  // namespace
+
+void register_hierarchical(py::module_& m) {
+  register_hss<float>(m, "HSSMatrix32");
+  register_hss<double>(m, "HSSMatrix64");
+  register_hodlr<float>(m, "HODLRMatrix32");
+  register_hodlr<double>(m, "HODLRMatrix64");
+}
+
+}  // namespace hsslin::bindings

@@ -1,0 +1,77 @@
+#pragma once
+/// \file hss.hpp
+/// \brief HSSMatrix: hierarchically semiseparable matrix with nested bases.
+
+#include <string>
+#include <vector>
+
+#include "hsslin/cluster_tree.hpp"
+#include "hsslin/kernels.hpp"
+#include "hsslin/options.hpp"
+
+namespace hsslin {
+
+/// \brief HSS matrix (nested bases) over a ClusterTree.
+///
+/// Leaf tau stores D_tau = A(I_tau, J_tau) and bases U_tau, V_tau; an inner
+/// node tau with children a, b stores the couplings B12 = B_ab, B21 = B_ba
+/// and (unless it is the root) transfer matrices U, V with
+/// U_tau = diag(U_a, U_b) * U. Off-diagonal blocks are A(I_a, J_b) ~=
+/// U_a B_ab V_b^T. Built from a dense matrix by randomized sampling and
+/// interpolative decompositions (Martinsson 2011) with adaptive sample size.
+template <class T>
+class HSSMatrix {
+ public:
+  struct Node {
+    Matrix<T> D;         ///< leaves: dense diagonal block
+    Matrix<T> U, V;      ///< leaf bases or transfer matrices (empty at the root)
+    Matrix<T> B12, B21;  ///< inner nodes: couplings between the two children
+  };
+
+  HSSMatrix() = default;
+  /// Compresses a dense row-major matrix (finite entries; checked by the caller).
+  static HSSMatrix compress(const ConstRowMap<T>& A, const HSSOptions& options);
+
+  Index rows() const { return tree_.rows(); }
+  Index cols() const { return tree_.cols(); }
+  const ClusterTree& tree() const { return tree_; }
+  const Node& node(Index i) const { return nodes_[static_cast<size_t>(i)]; }
+  const HSSOptions& options() const { return options_; }
+  /// Relative Frobenius error measured on held-out random probes at build time.
+  double error_estimate() const { return error_estimate_; }
+  /// Number of random samples the adaptive construction settled on.
+  Index samples() const { return samples_; }
+  bool symmetric() const { return symmetric_; }
+  /// True when compression did not pay and the matrix is stored dense.
+  bool is_dense_fallback() const { return tree_.levels() == 0 && rows() * cols() > 0 && dense_fallback_; }
+
+  /// Y = op(H) X with op = identity or transpose; X, Y row- or column-major.
+  void apply(const DenseView<const T>& X, const DenseView<T>& Y, bool transpose) const;
+  /// Writes H (or H^T) as a dense row-major array into out.
+  void to_dense(T* out, bool transpose) const;
+  /// Every stored byte: factor values, tree ranges, factor shapes, header.
+  Index nbytes() const;
+  /// Rank of node i's row basis (U) and column basis (V); -1 at the root.
+  Index row_rank(Index i) const;
+  Index col_rank(Index i) const;
+
+  std::string serialize() const;
+  static HSSMatrix deserialize(const std::string& blob);
+
+ private:
+  struct Build;
+  template <bool Transpose, class XMap, class YMap>
+  void apply_impl(const XMap& X, YMap& Y) const;
+  void set_dense(const ConstRowMap<T>& A);
+  void check_structure() const;
+
+  ClusterTree tree_;
+  std::vector<Node> nodes_;
+  HSSOptions options_;
+  double error_estimate_ = 0.0;
+  Index samples_ = 0;
+  bool symmetric_ = false;
+  bool dense_fallback_ = false;
+};
+
+}  // namespace hsslin

@@ -1,0 +1,288 @@
+// HSS construction from a dense matrix by randomized sampling (Martinsson
+// 2011, "A fast randomized algorithm for computing a hierarchically
+// semiseparable representation of a matrix"), with three additions:
+//  * adaptive sample size: a node whose interpolative decomposition needs
+//    more columns than the sample certifies asks for more samples;
+//  * a posterior check of the error on held-out probe vectors, tightening
+//    the per-node tolerance when the target was missed;
+//  * incompressible input is detected from the rank growth and kept dense.
+#include <algorithm>
+#include <cmath>
+
+#include "hsslin/hss.hpp"
+#include "hsslin/parallel.hpp"
+#include "hsslin/random.hpp"
+
+namespace hsslin {
+
+namespace {
+constexpr Index kHoldout = 8;           // probe vectors for the posterior error check
+constexpr int kMaxTightenings = 4;      // re-compressions with a tighter node tolerance
+constexpr double kDenseFraction = 0.9;  // predicted bytes above this share of dense: keep dense
+}  // namespace
+
+/// Transient per-node state of one compression pass.
+template <class T>
+struct HSSMatrix<T>::Build {
+  struct Work {
+    std::vector<Index> rows, cols;            // candidate global rows / columns
+    std::vector<Index> skel_rows, skel_cols;  // chosen skeletons (global indices)
+    Matrix<T> Yskel, Zskel;                   // samples restricted to the skeletons
+    Matrix<T> Omega_c, Psi_c;                 // V^T Omega(J), U^T Psi(I), propagated up
+    Index rank_estimate_rows = 0, rank_estimate_cols = 0;
+    bool saturated = false;
+  };
+
+  const ConstRowMap<T>& A;
+  const Matrix<T>& Omega;
+  const Matrix<T>& Psi;
+  const Matrix<T>& Y;
+  const Matrix<T>& Z;
+  Index samples;
+  bool symmetric;
+  double row_tol_unit, col_tol_unit;  // per-node tolerance = unit * sqrt(node share)
+  const HSSOptions& options;
+  HSSMatrix& H;
+  std::vector<Work> work;
+  bool any_saturated = false;
+
+  void compress_node(Index i) {
+    const ClusterTree& tree = H.tree_;
+    const ClusterNode& cn = tree.node(i);
+    Node& node = H.nodes_[static_cast<size_t>(i)];
+    Work& w = work[static_cast<size_t>(i)];
+    Matrix<T> Yloc, Zloc, Om, Ps;
+    if (tree.is_leaf(i)) {
+      node.D = A.block(cn.row_begin, cn.col_begin, cn.rows(), cn.cols());
+      w.rows.resize(static_cast<size_t>(cn.rows()));
+      w.cols.resize(static_cast<size_t>(cn.cols()));
+      for (Index k = 0; k < cn.rows(); ++k) w.rows[static_cast<size_t>(k)] = cn.row_begin + k;
+      for (Index k = 0; k < cn.cols(); ++k) w.cols[static_cast<size_t>(k)] = cn.col_begin + k;
+      Om = Omega.middleRows(cn.col_begin, cn.cols());
+      Yloc = Y.middleRows(cn.row_begin, cn.rows());
+      if (cn.cols() > 0) Yloc.noalias() -= node.D * Om;
+      if (!symmetric) {
+        Ps = Psi.middleRows(cn.row_begin, cn.rows());
+        Zloc = Z.middleRows(cn.col_begin, cn.cols());
+        if (cn.rows() > 0) Zloc.noalias() -= node.D.transpose() * Ps;
+      }
+    } else {
+      couple_children(i);
+      const Work& a = work[static_cast<size_t>(ClusterTree::left(i))];
+      const Work& b = work[static_cast<size_t>(ClusterTree::right(i))];
+      w.rows = a.skel_rows;
+      w.rows.insert(w.rows.end(), b.skel_rows.begin(), b.skel_rows.end());
+      w.cols = a.skel_cols;
+      w.cols.insert(w.cols.end(), b.skel_cols.begin(), b.skel_cols.end());
+      Yloc.resize(Index(w.rows.size()), samples);
+      Yloc << a.Yskel - node.B12 * b.Omega_c, b.Yskel - node.B21 * a.Omega_c;
+      Om.resize(Index(w.cols.size()), samples);
+      Om << a.Omega_c, b.Omega_c;
+      if (!symmetric) {
+        Zloc.resize(Index(w.cols.size()), samples);
+        Zloc << a.Zskel - node.B21.transpose() * b.Psi_c, b.Zskel - node.B12.transpose() * a.Psi_c;
+        Ps.resize(Index(w.rows.size()), samples);
+        Ps << a.Psi_c, b.Psi_c;
+      }
+    }
+    const Index limit = samples - options.oversampling();
+    const double row_tol = row_tol_unit * std::sqrt(double(cn.rows()) / double(H.rows()));
+    RowID<T> rid = row_interpolative(Yloc, row_tol, options.max_rank(), limit, samples < H.cols());
+    node.U = std::move(rid.U);
+    w.rank_estimate_rows = rid.rank_estimate;
+    w.saturated = rid.saturated;
+    for (Index k : rid.skeleton) w.skel_rows.push_back(w.rows[static_cast<size_t>(k)]);
+    w.Yskel.resize(Index(rid.skeleton.size()), samples);
+    for (size_t k = 0; k < rid.skeleton.size(); ++k) w.Yskel.row(Index(k)) = Yloc.row(rid.skeleton[k]);
+    if (symmetric) {
+      node.V = node.U;
+      w.skel_cols = w.skel_rows;
+      w.Zskel = w.Yskel;
+      w.rank_estimate_cols = w.rank_estimate_rows;
+      w.Omega_c = node.V.transpose() * Om;
+      w.Psi_c = w.Omega_c;
+      return;
+    }
+    const double col_tol = col_tol_unit * std::sqrt(double(cn.cols()) / double(H.cols()));
+    RowID<T> cid = row_interpolative(Zloc, col_tol, options.max_rank(), limit, samples < H.rows());
+    node.V = std::move(cid.U);
+    w.rank_estimate_cols = cid.rank_estimate;
+    w.saturated = w.saturated || cid.saturated;
+    for (Index k : cid.skeleton) w.skel_cols.push_back(w.cols[static_cast<size_t>(k)]);
+    w.Zskel.resize(Index(cid.skeleton.size()), samples);
+    for (size_t k = 0; k < cid.skeleton.size(); ++k) w.Zskel.row(Index(k)) = Zloc.row(cid.skeleton[k]);
+    w.Omega_c = node.V.transpose() * Om;
+    w.Psi_c = node.U.transpose() * Ps;
+  }
+
+  void couple_children(Index i) {
+    Node& node = H.nodes_[static_cast<size_t>(i)];
+    const Work& a = work[static_cast<size_t>(ClusterTree::left(i))];
+    const Work& b = work[static_cast<size_t>(ClusterTree::right(i))];
+    node.B12 = gather<T>(A, a.skel_rows, b.skel_cols);
+    node.B21 = gather<T>(A, b.skel_rows, a.skel_cols);
+  }
+
+  void run() {
+    const ClusterTree& tree = H.tree_;
+    work.assign(static_cast<size_t>(tree.size()), Work{});
+    for (int l = tree.levels(); l >= 1; --l) {
+      const Index begin = ClusterTree::level_begin(l), end = ClusterTree::level_end(l);
+      parallel_for(begin, end, [&](Index i) { compress_node(i); }, end - begin >= 4);
+      for (Index i = begin; i < end; ++i) any_saturated = any_saturated || work[size_t(i)].saturated;
+    }
+    couple_children(0);
+  }
+
+  /// Entries the representation would store if every saturated node had the
+  /// rank its spectrum extrapolates to.
+  double predicted_entries() const {
+    const ClusterTree& tree = H.tree_;
+    auto r = [&](Index i) { return double(work[size_t(i)].rank_estimate_rows); };
+    auto c = [&](Index i) { return double(work[size_t(i)].rank_estimate_cols); };
+    double total = 0.0;
+    for (Index i = 0; i < tree.size(); ++i) {
+      const ClusterNode& cn = tree.node(i);
+      if (tree.is_leaf(i)) {
+        total += double(cn.rows()) * double(cn.cols()) + double(cn.rows()) * r(i) +
+                 double(cn.cols()) * c(i);
+        continue;
+      }
+      const Index a = ClusterTree::left(i), b = ClusterTree::right(i);
+      total += r(a) * c(b) + r(b) * c(a);
+      if (i > 0) total += (r(a) + r(b)) * r(i) + (c(a) + c(b)) * c(i);
+    }
+    return total;
+  }
+
+  Index max_rank_estimate() const {
+    Index best = 0;
+    for (const Work& w : work) best = std::max({best, w.rank_estimate_rows, w.rank_estimate_cols});
+    return best;
+  }
+};
+
+template <class T>
+void HSSMatrix<T>::set_dense(const ConstRowMap<T>& A) {
+  tree_ = ClusterTree::with_levels(A.rows(), A.cols(), 0);
+  nodes_.assign(1, Node{});
+  nodes_[0].D = A;
+  error_estimate_ = 0.0;
+  dense_fallback_ = true;
+}
+
+namespace {
+
+// Relative Frobenius error of H on held-out probes: ||A G - H G|| / ||A G||.
+template <class T>
+double probe_error(const HSSMatrix<T>& H, const Matrix<T>& G, const Matrix<T>& AG) {
+  Matrix<T> HG(H.rows(), G.cols());
+  DenseView<const T> x{G.data(), G.rows(), G.cols(), 1, G.rows()};
+  DenseView<T> y{HG.data(), HG.rows(), HG.cols(), 1, HG.rows()};
+  H.apply(x, y, false);
+  const double denom = static_cast<double>(AG.norm());
+  const double num = static_cast<double>((AG - HG).norm());
+  return denom > 0 ? num / denom : num;
+}
+
+}  // namespace
+
+template <class T>
+HSSMatrix<T> HSSMatrix<T>::compress(const ConstRowMap<T>& A, const HSSOptions& options) {
+  HSSLIN_CHECK(A.rows() >= 1 && A.cols() >= 1, "matrix must be non-empty, got ", A.rows(), "x",
+               A.cols());
+  HSSMatrix H;
+  H.options_ = options;
+  H.tree_ = ClusterTree(A.rows(), A.cols(), options.leaf_size());
+  if (H.tree_.levels() == 0) {
+    H.set_dense(A);
+    H.dense_fallback_ = false;  // a single leaf is the exact HSS form here
+    return H;
+  }
+  const Index m = A.rows(), n = A.cols();
+  H.symmetric_ = is_symmetric(A);
+  const Index max_samples = std::max(m, n);
+  const Index p = options.oversampling();
+  Index d = std::min(max_samples, std::max(options.initial_samples(),
+                                           options.max_rank() > 0 ? options.max_rank() + p : 0));
+
+  // Construction samples (grown on demand) and held-out probes.
+  const GaussianStream omega_stream(options.seed()), psi_stream(options.seed() ^ 0x5851f42d4c957f2dULL);
+  Matrix<T> Omega(n, d), Psi, Y, Z;
+  omega_stream.fill(Omega);
+  Matrix<T> G(n, kHoldout), AG;
+  GaussianStream(options.seed() ^ 0x2545f4914f6cdd1dULL).fill(G);
+  {
+    Matrix<T> both(n, d + kHoldout);
+    both << Omega, G;
+    Matrix<T> sampled;
+    sample_columns(A, both, sampled);
+    Y = sampled.leftCols(d);
+    AG = sampled.rightCols(kHoldout);
+  }
+  if (!H.symmetric_) {
+    Psi.resize(m, d);
+    psi_stream.fill(Psi);
+    sample_rows(A, Psi, Z);
+  }
+
+  const double levels = H.tree_.levels();
+  double safety = 0.5;
+  int tightenings = 0;
+  while (true) {
+    const Matrix<T>& Zs = H.symmetric_ ? Y : Z;
+    const Matrix<T>& Ps = H.symmetric_ ? Omega : Psi;
+    H.nodes_.assign(static_cast<size_t>(H.tree_.size()), Node{});
+    const double unit = options.tol() * safety / std::sqrt(2.0 * levels);
+    Build build{A,    Omega, Ps, Y, Zs, d, H.symmetric_, unit * static_cast<double>(Y.norm()),
+                unit * static_cast<double>(Zs.norm()), options, H, {}, false};
+    build.run();
+
+    if (build.any_saturated && d < max_samples) {
+      if (build.predicted_entries() >= kDenseFraction * double(m) * double(n)) {
+        H.set_dense(A);
+        H.samples_ = d;
+        return H;
+      }
+      const Index wanted = std::max(2 * d, build.max_rank_estimate() + p);
+      const Index grown = std::min(max_samples, wanted);
+      Matrix<T> extra(n, grown - d), Yx;
+      omega_stream.fill(extra, d);
+      sample_columns(A, extra, Yx);
+      Omega.conservativeResize(n, grown);
+      Omega.rightCols(grown - d) = extra;
+      Y.conservativeResize(m, grown);
+      Y.rightCols(grown - d) = Yx;
+      if (!H.symmetric_) {
+        Matrix<T> extra_psi(m, grown - d), Zx;
+        psi_stream.fill(extra_psi, d);
+        sample_rows(A, extra_psi, Zx);
+        Psi.conservativeResize(m, grown);
+        Psi.rightCols(grown - d) = extra_psi;
+        Z.conservativeResize(n, grown);
+        Z.rightCols(grown - d) = Zx;
+      }
+      d = grown;
+      continue;
+    }
+    H.samples_ = d;
+    H.error_estimate_ = probe_error(H, G, AG);
+    if (H.nbytes() >= Index(sizeof(T)) * m * n) {
+      H.set_dense(A);
+      H.samples_ = d;
+      return H;
+    }
+    const bool capped = options.max_rank() > 0;
+    if (H.error_estimate_ <= options.tol() || capped || tightenings >= kMaxTightenings) return H;
+    safety *= std::max(0.1, 0.5 * options.tol() / H.error_estimate_);
+    ++tightenings;
+  }
+}
+
+#define HSSLIN_INSTANTIATE_HSS_COMPRESS(T)                                         \
+  template HSSMatrix<T> HSSMatrix<T>::compress(const ConstRowMap<T>&, const HSSOptions&); \
+  template void HSSMatrix<T>::set_dense(const ConstRowMap<T>&);
+HSSLIN_INSTANTIATE_HSS_COMPRESS(float)
+HSSLIN_INSTANTIATE_HSS_COMPRESS(double)
+
+}  // namespace hsslin
