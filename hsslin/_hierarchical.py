@@ -308,11 +308,17 @@ def _from_bytes(data: bytes):
         raise ValueError("not an hsslin file (bad magic number or shorter than the header)")
     kind = int.from_bytes(data[12:16], "little")
     scalar = int.from_bytes(data[16:20], "little")
+    from . import _registry
+
+    if kind in _registry._CONTAINERS:
+        from ._container import read_container
+
+        cls = _registry._CONTAINERS[kind]
+        arrays, blobs, meta = read_container(data, kind)
+        return cls._from_container(arrays, blobs, **({"meta": meta} if meta else {}))
     if kind in _KIND_CLASSES:
         cls, impls = _KIND_CLASSES[kind]
     else:
-        from . import _registry
-
         cls, impls = _registry.lookup(kind)
     dtype = {4: np.dtype(np.float32), 8: np.dtype(np.float64)}.get(scalar)
     if dtype is None:

@@ -142,9 +142,13 @@ void HODLRMatrix<T>::to_dense(T* out, bool transpose) const {
 template <class T>
 Index HODLRMatrix<T>::nbytes() const {
   Index entries = 0, matrices = 0;
-  for (const Node& nd : nodes_) {
-    entries += nd.D.size();
-    matrices += 1;
+  for (Index i = 0; i < tree_.size(); ++i) {
+    const Node& nd = nodes_[size_t(i)];
+    if (tree_.is_leaf(i)) {
+      entries += nd.D.size();
+      matrices += 1;
+      continue;
+    }
     for (const Block* b : {&nd.B12, &nd.B21}) {
       entries += b->is_dense ? b->dense.size() : b->U.size() + b->V.size();
       matrices += b->is_dense ? 1 : 2;

@@ -1,8 +1,11 @@
 // HSS products: upward pass (xhat = V^T x, transferred up), coupling
 // (yhat_a = B_ab xhat_b), downward pass, leaves y = D x + U yhat. The
-// transpose swaps U and V, D and D^T, B_ab and B_ba^T. Leaf work is threaded
-// over leaves (and over row chunks of large leaves); the thin inner levels
-// run serially, where a parallel region would cost more than it saves.
+// transpose swaps U and V, D and D^T, B_ab and B_ba^T.
+//
+// The factors live in one array laid out in the order the product reads
+// them (see pack()), so a product on cold caches streams memory. Leaf work
+// is threaded over leaves (and row chunks of large leaves) when the operator
+// is large; the thin inner levels always run serially.
 #include <algorithm>
 
 #include "hsslin/hss.hpp"
@@ -16,20 +19,58 @@ constexpr Index kChunkRows = 256;  // rows per work item in a large leaf
 // one thread: waking a second thread costs more than it saves, and on a
 // machine whose BLAS threads are still spinning it can cost milliseconds.
 constexpr double kParallelEntries = 1 << 22;
+constexpr Index kPrefetchItems = 2;  // items ahead whose factors are requested
 
-template <class T>
-inline void prefetch(const Matrix<T>& M) {
-  const char* p = reinterpret_cast<const char*>(M.data());
-  const Index bytes = M.size() * Index(sizeof(T));
+template <class M>
+inline void prefetch(const M& block, Index max_bytes) {
+  const char* p = reinterpret_cast<const char*>(block.data());
+  const Index bytes = std::min<Index>(max_bytes, block.size() * Index(sizeof(*block.data())));
   for (Index off = 0; off < bytes; off += 64) __builtin_prefetch(p + off, 0, 0);
 }
 
-template <class T, class XMap>
-auto rows_of(const XMap& X, Index begin, Index count) {
-  return X.middleRows(begin, count);
-}
-
 }  // namespace
+
+template <class T>
+void HSSMatrix<T>::pack(std::vector<Node>&& nodes) {
+  const ClusterTree& t = tree_;
+  slots_.assign(size_t(t.size()) * 5, Slot{});
+  std::vector<std::pair<Index, Factor>> order;  // (node, factor) in reading order
+  for (Index i = t.leaf_begin(); i < t.leaf_end(); ++i) {
+    order.push_back({i, kD});
+    order.push_back({i, kV});
+  }
+  for (int l = t.levels() - 1; l >= 1; --l)
+    for (Index i = ClusterTree::level_begin(l); i < ClusterTree::level_end(l); ++i)
+      order.push_back({i, kV});
+  for (Index i = 0; i < t.leaf_begin(); ++i) {
+    order.push_back({i, kB12});
+    order.push_back({i, kB21});
+    order.push_back({i, kU});
+  }
+  for (Index i = t.leaf_begin(); i < t.leaf_end(); ++i) order.push_back({i, kU});
+  // The root of a one-level tree is its only leaf; nothing else is listed twice.
+  auto factor = [&](Index i, Factor f) -> Matrix<T>& {
+    Node& n = nodes[size_t(i)];
+    switch (f) {
+      case kD: return n.D;
+      case kU: return n.U;
+      case kV: return n.V;
+      case kB12: return n.B12;
+      default: return n.B21;
+    }
+  };
+  Index total = 0;
+  for (const auto& [i, f] : order) total += factor(i, f).size();
+  arena_.assign(size_t(total), T(0));
+  Index offset = 0;
+  for (const auto& [i, f] : order) {
+    Matrix<T>& M = factor(i, f);
+    slots_[size_t(i) * 5 + size_t(f)] = Slot{offset, M.rows(), M.cols()};
+    std::copy(M.data(), M.data() + M.size(), arena_.data() + offset);
+    offset += M.size();
+    M.resize(0, 0);
+  }
+}
 
 template <class T>
 template <bool Transpose, class XMap, class YMap>
@@ -37,14 +78,10 @@ void HSSMatrix<T>::apply_impl(const XMap& X, YMap& Y) const {
   const ClusterTree& tree = tree_;
   const Index k = X.cols();
   const Index num_nodes = tree.size();
-  // Sizes of xhat (input side) and yhat (output side) per node; siblings are
-  // adjacent in heap order, so [xhat_a; xhat_b] is one contiguous row-major block.
-  auto in_basis = [&](Index i) -> const Matrix<T>& {
-    return Transpose ? nodes_[size_t(i)].U : nodes_[size_t(i)].V;
-  };
-  auto out_basis = [&](Index i) -> const Matrix<T>& {
-    return Transpose ? nodes_[size_t(i)].V : nodes_[size_t(i)].U;
-  };
+  auto in_basis = [&](Index i) { return Transpose ? U(i) : V(i); };
+  auto out_basis = [&](Index i) { return Transpose ? V(i) : U(i); };
+  // xhat (input side) and yhat (output side) per node; siblings are adjacent
+  // in heap order, so [xhat_a; xhat_b] is one contiguous row-major block.
   std::vector<Index> xoff(size_t(num_nodes) + 1, 0), yoff(size_t(num_nodes) + 1, 0);
   for (Index i = 0; i < num_nodes; ++i) {
     xoff[size_t(i) + 1] = xoff[size_t(i)] + (i == 0 ? 0 : in_basis(i).cols());
@@ -74,50 +111,37 @@ void HSSMatrix<T>::apply_impl(const XMap& X, YMap& Y) const {
     for (Index r = 0; r < oc || (r == 0 && oc == 0); r += kChunkRows)
       items.push_back({i, ob + r, std::min(kChunkRows, oc - r)});
   }
-  const bool parallel = double(nbytes()) / sizeof(T) * double(k) > kParallelEntries;
+  const bool parallel = double(arena_.size()) * double(k) > kParallelEntries;
   const bool has_tree = tree.levels() > 0;
-  // The inner levels' small factors are needed right after the leaf sweep;
-  // each leaf item prefetches its share of them so they arrive in time.
-  std::vector<const Matrix<T>*> inner;
-  for (Index i = 0; i < tree.leaf_begin(); ++i) {
-    const Node& nd = nodes_[size_t(i)];
-    for (const Matrix<T>* M : {&nd.B12, &nd.B21, &nd.U, &nd.V})
-      if (M->size() > 0) inner.push_back(M);
-  }
-  const Index per_item = (Index(inner.size()) + Index(items.size()) - 1) / std::max<Index>(1, Index(items.size()));
 
   // Sweep 1: diagonal blocks, fused with the leaf's input projection in the
-  // leaf's first chunk (x(J) is then still in cache). The next item's blocks
-  // are prefetched: after a large dense product has flushed the caches, the
-  // many small blocks are otherwise fetched at latency, not bandwidth.
+  // leaf's first chunk (x(J) is then still in cache).
   parallel_for(0, Index(items.size()), [&](Index t) {
     const Item& it = items[size_t(t)];
-    if (t + 1 < Index(items.size())) {
-      const Index next = items[size_t(t) + 1].leaf;
-      prefetch(nodes_[size_t(next)].D);
-      prefetch(in_basis(next));
+    if (t + kPrefetchItems < Index(items.size())) {
+      const Index ahead = items[size_t(t + kPrefetchItems)].leaf;
+      prefetch(D(ahead), 1 << 16);
+      prefetch(in_basis(ahead), 1 << 16);
     }
-    for (Index j = t * per_item; j < std::min<Index>(Index(inner.size()), (t + 1) * per_item); ++j)
-      prefetch(*inner[size_t(j)]);
     const ClusterNode& c = tree.node(it.leaf);
     const auto [ib, ic] = in_range(c);
     const auto [ob, oc] = out_range(c);
     if (has_tree && it.begin == ob) {
-      const Matrix<T>& W = in_basis(it.leaf);
+      const auto W = in_basis(it.leaf);
       auto xi = xhat(it.leaf, W.cols());
       if (ic == 0) xi.setZero();
-      else xi.noalias() = W.transpose() * rows_of<T>(X, ib, ic);
+      else xi.noalias() = W.transpose() * X.middleRows(ib, ic);
     }
     auto yblock = Y.middleRows(it.begin, it.count);
     if (ic == 0 || it.count == 0) {
       yblock.setZero();
       return;
     }
-    const Matrix<T>& D = nodes_[size_t(it.leaf)].D;
+    const auto Dl = D(it.leaf);
     if constexpr (Transpose)
-      yblock.noalias() = D.middleCols(it.begin - ob, it.count).transpose() * rows_of<T>(X, ib, ic);
+      yblock.noalias() = Dl.middleCols(it.begin - ob, it.count).transpose() * X.middleRows(ib, ic);
     else
-      yblock.noalias() = D.middleRows(it.begin - ob, it.count) * rows_of<T>(X, ib, ic);
+      yblock.noalias() = Dl.middleRows(it.begin - ob, it.count) * X.middleRows(ib, ic);
   }, parallel);
   if (!has_tree) return;
 
@@ -126,24 +150,24 @@ void HSSMatrix<T>::apply_impl(const XMap& X, YMap& Y) const {
     for (Index i = ClusterTree::level_begin(l); i < ClusterTree::level_end(l); ++i) {
       const Index a = ClusterTree::left(i), b = ClusterTree::right(i);
       const Index stacked = in_basis(a).cols() + in_basis(b).cols();
-      xhat(i, in_basis(i).cols()).noalias() = in_basis(i).transpose() * xhat(a, stacked);
+      const auto W = in_basis(i);
+      xhat(i, W.cols()).noalias() = W.transpose() * xhat(a, stacked);
     }
   }
   // Coupling and downward pass, top-down.
   for (int l = 0; l < tree.levels(); ++l) {
     for (Index i = ClusterTree::level_begin(l); i < ClusterTree::level_end(l); ++i) {
       const Index a = ClusterTree::left(i), b = ClusterTree::right(i);
-      const Node& nd = nodes_[size_t(i)];
       auto ya = yhat(a, out_basis(a).cols());
       auto yb = yhat(b, out_basis(b).cols());
       const auto xa = xhat(a, in_basis(a).cols());
       const auto xb = xhat(b, in_basis(b).cols());
       if constexpr (Transpose) {
-        ya.noalias() = nd.B21.transpose() * xb;
-        yb.noalias() = nd.B12.transpose() * xa;
+        ya.noalias() = B21(i).transpose() * xb;
+        yb.noalias() = B12(i).transpose() * xa;
       } else {
-        ya.noalias() = nd.B12 * xb;
-        yb.noalias() = nd.B21 * xa;
+        ya.noalias() = B12(i) * xb;
+        yb.noalias() = B21(i) * xa;
       }
       if (i > 0) {
         const Index stacked = out_basis(a).cols() + out_basis(b).cols();
@@ -154,8 +178,9 @@ void HSSMatrix<T>::apply_impl(const XMap& X, YMap& Y) const {
   // Sweep 2: leaves add their basis times yhat.
   parallel_for(0, Index(items.size()), [&](Index t) {
     const Item& it = items[size_t(t)];
-    if (t + 1 < Index(items.size())) prefetch(out_basis(items[size_t(t) + 1].leaf));
-    const Matrix<T>& W = out_basis(it.leaf);
+    if (t + kPrefetchItems < Index(items.size()))
+      prefetch(out_basis(items[size_t(t + kPrefetchItems)].leaf), 1 << 16);
+    const auto W = out_basis(it.leaf);
     if (it.count == 0 || W.cols() == 0) return;
     const Index ob = out_range(tree.node(it.leaf)).first;
     Y.middleRows(it.begin, it.count).noalias() +=
@@ -206,26 +231,24 @@ void HSSMatrix<T>::to_dense(T* out, bool transpose) const {
 
 template <class T>
 Index HSSMatrix<T>::nbytes() const {
-  Index entries = 0;
-  for (const Node& nd : nodes_)
-    entries += nd.D.size() + nd.U.size() + nd.V.size() + nd.B12.size() + nd.B21.size();
-  // Tree: four range bounds per node; factors: two extents per stored matrix;
-  // header: shape, levels, options and flags.
-  const Index metadata = tree_.size() * (4 + 5 * 2) * Index(sizeof(Index)) + 64;
-  return entries * Index(sizeof(T)) + metadata;
+  // Values, the tree's four range bounds per node, one (offset, rows, cols)
+  // slot per stored factor, and a fixed header (shape, levels, options, flags).
+  return Index(arena_.size()) * Index(sizeof(T)) + tree_.size() * 4 * Index(sizeof(Index)) +
+         Index(slots_.size()) * Index(sizeof(Slot)) + 64;
 }
 
 template <class T>
 Index HSSMatrix<T>::row_rank(Index i) const {
-  return i == 0 ? -1 : nodes_[size_t(i)].U.cols();
+  return i == 0 ? -1 : U(i).cols();
 }
 
 template <class T>
 Index HSSMatrix<T>::col_rank(Index i) const {
-  return i == 0 ? -1 : nodes_[size_t(i)].V.cols();
+  return i == 0 ? -1 : V(i).cols();
 }
 
 #define HSSLIN_INSTANTIATE_HSS_APPLY(T)                                                   \
+  template void HSSMatrix<T>::pack(std::vector<Node>&&);                                  \
   template void HSSMatrix<T>::apply(const DenseView<const T>&, const DenseView<T>&, bool) const; \
   template void HSSMatrix<T>::to_dense(T*, bool) const;                                   \
   template Index HSSMatrix<T>::nbytes() const;                                            \

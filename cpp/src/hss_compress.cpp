@@ -43,13 +43,14 @@ struct HSSMatrix<T>::Build {
   double row_tol_unit, col_tol_unit;  // per-node tolerance = unit * sqrt(node share)
   const HSSOptions& options;
   HSSMatrix& H;
+  std::vector<Node>& nodes;
   std::vector<Work> work;
   bool any_saturated = false;
 
   void compress_node(Index i) {
     const ClusterTree& tree = H.tree_;
     const ClusterNode& cn = tree.node(i);
-    Node& node = H.nodes_[static_cast<size_t>(i)];
+    Node& node = nodes[static_cast<size_t>(i)];
     Work& w = work[static_cast<size_t>(i)];
     Matrix<T> Yloc, Zloc, Om, Ps;
     if (tree.is_leaf(i)) {
@@ -116,7 +117,7 @@ struct HSSMatrix<T>::Build {
   }
 
   void couple_children(Index i) {
-    Node& node = H.nodes_[static_cast<size_t>(i)];
+    Node& node = nodes[static_cast<size_t>(i)];
     const Work& a = work[static_cast<size_t>(ClusterTree::left(i))];
     const Work& b = work[static_cast<size_t>(ClusterTree::right(i))];
     node.B12 = gather<T>(A, a.skel_rows, b.skel_cols);
@@ -165,8 +166,9 @@ struct HSSMatrix<T>::Build {
 template <class T>
 void HSSMatrix<T>::set_dense(const ConstRowMap<T>& A) {
   tree_ = ClusterTree::with_levels(A.rows(), A.cols(), 0);
-  nodes_.assign(1, Node{});
-  nodes_[0].D = A;
+  std::vector<Node> nodes(1);
+  nodes[0].D = A;
+  pack(std::move(nodes));
   error_estimate_ = 0.0;
   dense_fallback_ = true;
 }
@@ -232,10 +234,10 @@ HSSMatrix<T> HSSMatrix<T>::compress(const ConstRowMap<T>& A, const HSSOptions& o
   while (true) {
     const Matrix<T>& Zs = H.symmetric_ ? Y : Z;
     const Matrix<T>& Ps = H.symmetric_ ? Omega : Psi;
-    H.nodes_.assign(static_cast<size_t>(H.tree_.size()), Node{});
+    std::vector<Node> nodes(static_cast<size_t>(H.tree_.size()));
     const double unit = options.tol() * safety / std::sqrt(2.0 * levels);
-    Build build{A,    Omega, Ps, Y, Zs, d, H.symmetric_, unit * static_cast<double>(Y.norm()),
-                unit * static_cast<double>(Zs.norm()), options, H, {}, false};
+    Build build{A,       Omega, Ps, Y,     Zs, d, H.symmetric_, unit * static_cast<double>(Y.norm()),
+                unit * static_cast<double>(Zs.norm()), options, H, nodes, {}, false};
     build.run();
 
     if (build.any_saturated && d < max_samples) {
@@ -265,6 +267,7 @@ HSSMatrix<T> HSSMatrix<T>::compress(const ConstRowMap<T>& A, const HSSOptions& o
       d = grown;
       continue;
     }
+    H.pack(std::move(nodes));
     H.samples_ = d;
     H.error_estimate_ = probe_error(H, G, AG);
     if (H.nbytes() >= Index(sizeof(T)) * m * n) {

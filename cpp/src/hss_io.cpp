@@ -19,12 +19,12 @@ std::string HSSMatrix<T>::serialize() const {
   w.put<std::int64_t>(samples_);
   w.put<std::uint8_t>(symmetric_ ? 1 : 0);
   w.put<std::uint8_t>(dense_fallback_ ? 1 : 0);
-  for (const Node& nd : nodes_) {
-    w.put_matrix(nd.D);
-    w.put_matrix(nd.U);
-    w.put_matrix(nd.V);
-    w.put_matrix(nd.B12);
-    w.put_matrix(nd.B21);
+  for (Index i = 0; i < tree_.size(); ++i) {
+    w.put_matrix(Matrix<T>(D(i)));
+    w.put_matrix(Matrix<T>(U(i)));
+    w.put_matrix(Matrix<T>(V(i)));
+    w.put_matrix(Matrix<T>(B12(i)));
+    w.put_matrix(Matrix<T>(B21(i)));
   }
   return w.finish(ObjectKind::HSS, sizeof(T));
 }
@@ -51,9 +51,9 @@ HSSMatrix<T> HSSMatrix<T>::deserialize(const std::string& blob) {
   H.samples_ = r.get<std::int64_t>();
   H.symmetric_ = r.get<std::uint8_t>() != 0;
   H.dense_fallback_ = r.get<std::uint8_t>() != 0;
-  H.nodes_.resize(size_t(H.tree_.size()));
+  std::vector<Node> nodes(size_t(H.tree_.size()));
   const Index big = std::max(m, n);
-  for (Node& nd : H.nodes_) {
+  for (Node& nd : nodes) {
     nd.D = r.get_matrix_bounded<T>(big, big);
     nd.U = r.get_matrix_bounded<T>(big, big);
     nd.V = r.get_matrix_bounded<T>(big, big);
@@ -61,6 +61,7 @@ HSSMatrix<T> HSSMatrix<T>::deserialize(const std::string& blob) {
     nd.B21 = r.get_matrix_bounded<T>(big, big);
   }
   r.expect_end();
+  H.pack(std::move(nodes));
   H.check_structure();
   return H;
 }
@@ -73,26 +74,24 @@ void HSSMatrix<T>::check_structure() const {
     return detail::concat("corrupted file: node ", i, " has an inconsistent ", what);
   };
   for (Index i = 0; i < t.size(); ++i) {
-    const Node& nd = nodes_[size_t(i)];
     const ClusterNode& c = t.node(i);
     if (t.is_leaf(i)) {
-      HSSLIN_CHECK(nd.D.rows() == c.rows() && nd.D.cols() == c.cols(), fail(i, "diagonal block"));
+      HSSLIN_CHECK(D(i).rows() == c.rows() && D(i).cols() == c.cols(), fail(i, "diagonal block"));
       if (i > 0) {
-        HSSLIN_CHECK(nd.U.rows() == c.rows(), fail(i, "row basis"));
-        HSSLIN_CHECK(nd.V.rows() == c.cols(), fail(i, "column basis"));
+        HSSLIN_CHECK(U(i).rows() == c.rows(), fail(i, "row basis"));
+        HSSLIN_CHECK(V(i).rows() == c.cols(), fail(i, "column basis"));
       }
     } else {
-      HSSLIN_CHECK(nd.D.size() == 0, fail(i, "diagonal block"));
-      const Node& a = nodes_[size_t(ClusterTree::left(i))];
-      const Node& b = nodes_[size_t(ClusterTree::right(i))];
-      HSSLIN_CHECK(nd.B12.rows() == a.U.cols() && nd.B12.cols() == b.V.cols(), fail(i, "coupling B12"));
-      HSSLIN_CHECK(nd.B21.rows() == b.U.cols() && nd.B21.cols() == a.V.cols(), fail(i, "coupling B21"));
+      HSSLIN_CHECK(D(i).size() == 0, fail(i, "diagonal block"));
+      const Index a = ClusterTree::left(i), b = ClusterTree::right(i);
+      HSSLIN_CHECK(B12(i).rows() == U(a).cols() && B12(i).cols() == V(b).cols(), fail(i, "coupling B12"));
+      HSSLIN_CHECK(B21(i).rows() == U(b).cols() && B21(i).cols() == V(a).cols(), fail(i, "coupling B21"));
       if (i > 0) {
-        HSSLIN_CHECK(nd.U.rows() == a.U.cols() + b.U.cols(), fail(i, "row transfer"));
-        HSSLIN_CHECK(nd.V.rows() == a.V.cols() + b.V.cols(), fail(i, "column transfer"));
+        HSSLIN_CHECK(U(i).rows() == U(a).cols() + U(b).cols(), fail(i, "row transfer"));
+        HSSLIN_CHECK(V(i).rows() == V(a).cols() + V(b).cols(), fail(i, "column transfer"));
       }
     }
-    if (i == 0) HSSLIN_CHECK(nd.U.size() == 0 && nd.V.size() == 0, fail(i, "root basis"));
+    if (i == 0) HSSLIN_CHECK(U(i).size() == 0 && V(i).size() == 0, fail(i, "root basis"));
   }
 }
 

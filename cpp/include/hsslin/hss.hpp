@@ -22,11 +22,13 @@ namespace hsslin {
 template <class T>
 class HSSMatrix {
  public:
+  /// Factors of one node while building or loading (Eigen-owned).
   struct Node {
     Matrix<T> D;         ///< leaves: dense diagonal block
     Matrix<T> U, V;      ///< leaf bases or transfer matrices (empty at the root)
     Matrix<T> B12, B21;  ///< inner nodes: couplings between the two children
   };
+  using ConstMap = Eigen::Map<const Matrix<T>>;
 
   HSSMatrix() = default;
   /// Compresses a dense row-major matrix (finite entries; checked by the caller).
@@ -35,7 +37,12 @@ class HSSMatrix {
   Index rows() const { return tree_.rows(); }
   Index cols() const { return tree_.cols(); }
   const ClusterTree& tree() const { return tree_; }
-  const Node& node(Index i) const { return nodes_[static_cast<size_t>(i)]; }
+  /// Views of node i's factors in the packed storage.
+  ConstMap D(Index i) const { return view(i, kD); }
+  ConstMap U(Index i) const { return view(i, kU); }
+  ConstMap V(Index i) const { return view(i, kV); }
+  ConstMap B12(Index i) const { return view(i, kB12); }
+  ConstMap B21(Index i) const { return view(i, kB21); }
   const HSSOptions& options() const { return options_; }
   /// Relative Frobenius error measured on held-out random probes at build time.
   double error_estimate() const { return error_estimate_; }
@@ -43,7 +50,7 @@ class HSSMatrix {
   Index samples() const { return samples_; }
   bool symmetric() const { return symmetric_; }
   /// True when compression did not pay and the matrix is stored dense.
-  bool is_dense_fallback() const { return tree_.levels() == 0 && rows() * cols() > 0 && dense_fallback_; }
+  bool is_dense_fallback() const { return dense_fallback_; }
 
   /// Y = op(H) X with op = identity or transpose; X, Y row- or column-major.
   void apply(const DenseView<const T>& X, const DenseView<T>& Y, bool transpose) const;
@@ -59,14 +66,27 @@ class HSSMatrix {
   static HSSMatrix deserialize(const std::string& blob);
 
  private:
+  enum Factor { kD = 0, kU = 1, kV = 2, kB12 = 3, kB21 = 4 };
+  struct Slot {
+    Index offset = 0, rows = 0, cols = 0;
+  };
   struct Build;
   template <bool Transpose, class XMap, class YMap>
   void apply_impl(const XMap& X, YMap& Y) const;
+  /// Moves the factors into one contiguous array, laid out in the order the
+  /// products read them, so that a cold product streams instead of chasing
+  /// many small allocations.
+  void pack(std::vector<Node>&& nodes);
   void set_dense(const ConstRowMap<T>& A);
   void check_structure() const;
+  ConstMap view(Index i, Factor f) const {
+    const Slot& s = slots_[size_t(i) * 5 + size_t(f)];
+    return ConstMap(arena_.data() + s.offset, s.rows, s.cols);
+  }
 
   ClusterTree tree_;
-  std::vector<Node> nodes_;
+  std::vector<T> arena_;
+  std::vector<Slot> slots_;  // five per node: D, U, V, B12, B21
   HSSOptions options_;
   double error_estimate_ = 0.0;
   Index samples_ = 0;

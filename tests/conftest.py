@@ -1,0 +1,251 @@
+"""Shared fixtures for the hsslin test suite: matrix families, hypothesis
+profiles and the error bounds every accuracy test derives its tolerance from.
+
+Every tolerance in the suite comes from one of the helpers below, so the
+reasoning behind each bound is written once, here.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+
+# -- hypothesis profiles --------------------------------------------------------
+# "default" keeps the whole suite at a few minutes on a 2-core machine; "ci"
+# runs more examples, derandomized so a CI failure reproduces locally with
+# HYPOTHESIS_PROFILE=ci. Deadlines are off: compression time depends on the
+# shape hypothesis draws and on machine load, not on correctness.
+_COMMON = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                      HealthCheck.data_too_large])
+settings.register_profile("default", max_examples=40, **_COMMON)
+settings.register_profile("ci", max_examples=100, derandomize=True, print_blob=True, **_COMMON)
+settings.register_profile("dev", max_examples=5, **_COMMON)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+
+# -- matrix families ------------------------------------------------------------
+FAMILIES = ("gaussian", "laplace", "lowrank_diag", "random", "cauchy")
+COMPRESSIBLE = ("gaussian", "laplace", "lowrank_diag", "cauchy")
+LOWRANK_RANK = 5  # rank of the low-rank part of the "lowrank_diag" family
+
+
+def _sorted_points(count: int, rng: np.random.Generator) -> np.ndarray:
+    return np.sort(rng.uniform(0.0, 1.0, count))
+
+
+def gaussian_kernel(m: int, n: int | None = None, h: float = 0.1, seed: int = 0) -> np.ndarray:
+    """exp(-(x_i - y_j)^2 / (2 h^2)) on sorted uniform points (x = y when square)."""
+    n = m if n is None else n
+    rng = np.random.default_rng(seed)
+    x = _sorted_points(m, rng)
+    y = x if n == m else _sorted_points(n, rng)
+    return np.exp(-((x[:, None] - y[None, :]) ** 2) / (2.0 * h * h))
+
+
+def laplace_kernel(m: int, n: int | None = None, length: float = 0.2, seed: int = 0) -> np.ndarray:
+    """exp(-|x_i - y_j| / l) on sorted uniform points (x = y when square)."""
+    n = m if n is None else n
+    rng = np.random.default_rng(seed)
+    x = _sorted_points(m, rng)
+    y = x if n == m else _sorted_points(n, rng)
+    return np.exp(-np.abs(x[:, None] - y[None, :]) / length)
+
+
+def lowrank_plus_diagonal(m: int, n: int | None = None, rank: int = LOWRANK_RANK,
+                          seed: int = 0) -> np.ndarray:
+    """L R^T + diag(d) (the diagonal of an m x n matrix for rectangular shapes).
+
+    For square shapes every off-diagonal block of the cluster tree has rank
+    <= `rank` exactly (the diagonal makes the whole matrix full rank) and the
+    matrix is exactly symmetric. For m != n the tree splits rows and columns
+    at different points, so part of the diagonal falls into off-diagonal
+    blocks and that rank bound does not hold.
+    """
+    n = m if n is None else n
+    rng = np.random.default_rng(seed)
+    L = rng.standard_normal((m, rank))
+    R = L if m == n else rng.standard_normal((n, rank))
+    A = L @ R.T
+    if m == n:
+        A = 0.5 * (A + A.T)  # BLAS need not round A[i, j] and A[j, i] alike
+    k = min(m, n)
+    A[np.arange(k), np.arange(k)] += rng.uniform(1.0, 2.0, k)
+    return A
+
+
+def random_matrix(m: int, n: int | None = None, seed: int = 0) -> np.ndarray:
+    """iid standard Gaussian entries: incompressible."""
+    n = m if n is None else n
+    return np.random.default_rng(seed).standard_normal((m, n))
+
+
+def cauchy_matrix(m: int, n: int | None = None, seed: int = 0) -> np.ndarray:
+    """1 / (x_i - y_j) with x_i = (i + 1/2)/m, y_j = j/n.
+
+    For some m != n a node x_i coincides with y_j (n(2i+1) = 2jm); those
+    differences are moved to +1/(4 max(m, n)), the size of the smallest gap
+    the square case has, so the matrix stays finite with the same scale.
+    `seed` is unused (the family is deterministic); it is accepted so every
+    family has the same signature.
+    """
+    del seed
+    n = m if n is None else n
+    x = (np.arange(m) + 0.5) / m
+    y = np.arange(n) / n
+    diff = x[:, None] - y[None, :]
+    gap = 0.25 / max(m, n)
+    diff[np.abs(diff) < gap] = gap
+    return 1.0 / diff
+
+
+_GENERATORS = {
+    "gaussian": gaussian_kernel,
+    "laplace": laplace_kernel,
+    "lowrank_diag": lowrank_plus_diagonal,
+    "random": random_matrix,
+    "cauchy": cauchy_matrix,
+}
+
+
+def make_matrix(family: str, m: int, n: int | None = None, dtype=np.float64,
+                seed: int = 0) -> np.ndarray:
+    """A C-ordered m x n matrix of the given family and dtype."""
+    return np.ascontiguousarray(_GENERATORS[family](m, n, seed=seed), dtype=dtype)
+
+
+# -- hypothesis strategies ------------------------------------------------------
+def dims(max_size: int = 300) -> st.SearchStrategy[int]:
+    """Matrix sides: biased toward small, odd and non-power-of-two sizes."""
+    return st.one_of(st.integers(1, 8), st.integers(9, max_size),
+                     st.sampled_from([63, 65, 127, 129, 257]).filter(lambda v: v <= max_size))
+
+
+def leaf_sizes() -> st.SearchStrategy[int]:
+    """Small leaves (deep trees), typical ones, and one larger than any matrix."""
+    return st.one_of(st.integers(2, 16), st.integers(17, 96), st.just(1000))
+
+
+def tolerances(dtype) -> st.SearchStrategy[float]:
+    """Requested tolerances: 1e-2..1e-10 in float64, 1e-2..1e-5 in float32 (log-uniform)."""
+    low = -10.0 if np.dtype(dtype) == np.float64 else -5.0
+    return st.floats(low, -2.0).map(lambda e: float(10.0 ** e))
+
+
+dtypes = st.sampled_from([np.float32, np.float64])
+
+
+# -- error bounds ---------------------------------------------------------------
+def eps(dtype) -> float:
+    return float(np.finfo(dtype).eps)
+
+
+def rounding_floor(dtype, m: int, n: int) -> float:
+    """Relative Frobenius error that rounding alone can cause in a hierarchical form.
+
+    Storing the entries costs eps/2 relative. Reconstructing an entry from
+    factors is a chain of small products (leaf basis, transfer matrices up
+    the tree, coupling) whose inner dimensions are ranks; each adds about
+    eps*sqrt(inner) relative in the random-rounding model, and the inner
+    dimensions are bounded by the side length. 4*eps*sqrt(max(m, n)) covers
+    that with room for the interpolation coefficients of the ID (|T| of a
+    column-pivoted QR stays O(1) in practice). It is 4e-14 in float64 and
+    1e-5 in float32 at n = 400: far below every float64 tolerance, and equal
+    to the smallest float32 tolerance only for the largest matrices.
+    """
+    return 4.0 * eps(dtype) * np.sqrt(max(m, n))
+
+
+# The HSS target is met on 8 held-out probes, not certified: the ratio
+# ||E G||_F / ||A G||_F of a Gaussian sketch estimates ||E||_F / ||A||_F
+# within a factor that, for 8 probes, is below 2 except with probability
+# ~1e-2 for the worst (rank-one) error and far less for spread-out errors
+# (chi^2 with >= 8 degrees of freedom). A factor 3 leaves room for that.
+HSS_SAFETY = 3.0
+
+
+def hss_error_bound(tol: float, dtype, m: int, n: int) -> float:
+    """Bound on ||A - H||_F / ||A||_F for HSS built with `tol` (see HSS_SAFETY)."""
+    return HSS_SAFETY * max(tol, rounding_floor(dtype, m, n))
+
+
+def hodlr_error_bound(tol: float, dtype, m: int, n: int) -> float:
+    """Bound for HODLR tolerance mode: deterministic.
+
+    Each off-diagonal block gets abs_tol^2 = tol^2 ||A||_F^2 * (its share of
+    the off-diagonal entries), and its error is measured on the explicit
+    residual, so the total is <= tol exactly in exact arithmetic. The
+    residual is computed in working precision, which adds the rounding floor.
+    """
+    return tol + rounding_floor(dtype, m, n)
+
+
+def product_bound(D: np.ndarray, X: np.ndarray, dtype) -> float:
+    """Norm-wise bound for a product computed from factors vs. the dense product.
+
+    Both sides are sums of at most n terms each rounded to eps: the standard
+    probabilistic bound ||y - y_ref|| <= c * eps * sqrt(n) * ||D|| * ||x||,
+    with ||D||_F >= ||D||_2 and c = 8 for the several stages of a hierarchical
+    product (leaf, up, coupling, down).
+    """
+    n = D.shape[1]
+    return 8.0 * eps(dtype) * np.sqrt(max(n, 1)) * np.linalg.norm(D) * np.linalg.norm(X) + 0.0
+
+
+def rel_fro_error(A: np.ndarray, B: np.ndarray) -> float:
+    """||A - B||_F / ||A||_F computed in float64 (absolute when A = 0)."""
+    A64 = np.asarray(A, dtype=np.float64)
+    diff = np.linalg.norm(A64 - np.asarray(B, dtype=np.float64))
+    norm = np.linalg.norm(A64)
+    return float(diff / norm) if norm > 0 else float(diff)
+
+
+def assert_product_close(got, D, X, dtype, what: str = "product") -> None:
+    """`got` must equal D @ X (computed in float64) within product_bound."""
+    D64 = np.asarray(D, dtype=np.float64)
+    X64 = np.asarray(X, dtype=np.float64)
+    ref = D64 @ X64
+    got = np.asarray(got)
+    assert got.shape == ref.shape, f"{what}: shape {got.shape}, expected {ref.shape}"
+    assert got.dtype == np.dtype(dtype), f"{what}: dtype {got.dtype}, expected {np.dtype(dtype)}"
+    err = np.linalg.norm(got.astype(np.float64) - ref)
+    bound = product_bound(D64, X64, dtype)
+    assert err <= bound, f"{what}: ||got - ref|| = {err:.3e} > bound {bound:.3e}"
+
+
+def tree_levels(m: int, n: int, leaf_size: int) -> int:
+    """Depth of hsslin's cluster tree: halve (ceil) until every leaf fits."""
+    largest, levels = max(m, n), 0
+    while largest > leaf_size:
+        largest = (largest + 1) // 2
+        levels += 1
+    return levels
+
+
+def tree_nodes(m: int, n: int, levels: int) -> list[tuple[int, int, int, int]]:
+    """(row_begin, row_end, col_begin, col_end) per node, heap order; left half gets the extra index."""
+    nodes = [(0, m, 0, n)]
+    for i in range(2 ** levels - 1):
+        r0, r1, c0, c1 = nodes[i]
+        rm, cm = r0 + (r1 - r0 + 1) // 2, c0 + (c1 - c0 + 1) // 2
+        nodes.append((r0, rm, c0, cm))
+        nodes.append((rm, r1, cm, c1))
+    return nodes
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(12345)
+
+
+@pytest.fixture
+def restore_threads():
+    """Restores hsslin's thread count after a test that changes it."""
+    import hsslin
+
+    old = hsslin.get_num_threads()
+    yield
+    hsslin.set_num_threads(old)
