@@ -66,6 +66,29 @@ void row_times_block_any(const T* v, const std::int32_t* idx, std::int64_t begin
   for (Index t = 0; t < w; ++t) out[t] = acc[t];
 }
 
+// buf[idx[p], 0:W] += v[p] * x[0:W] for the entries of one row (W fixed).
+template <class T, Index W>
+void scatter_block(const T* v, const std::int32_t* idx, std::int64_t begin, std::int64_t end,
+                   const T* x, T* buf, Index ldb) {
+  T xs[W];
+  for (Index t = 0; t < W; ++t) xs[t] = x[t];
+  for (std::int64_t p = begin; p < end; ++p) {
+    const T a = v[p];
+    T* br = buf + Index(idx[p]) * ldb;
+    for (Index t = 0; t < W; ++t) br[t] += a * xs[t];
+  }
+}
+
+template <class T>
+void scatter_block_any(const T* v, const std::int32_t* idx, std::int64_t begin,
+                       std::int64_t end, const T* x, T* buf, Index ldb, Index w) {
+  for (std::int64_t p = begin; p < end; ++p) {
+    const T a = v[p];
+    T* br = buf + Index(idx[p]) * ldb;
+    for (Index t = 0; t < w; ++t) br[t] += a * x[t];
+  }
+}
+
 // Copies a dense view into a row-major buffer with leading dimension cols.
 template <class T>
 std::vector<T> pack_row_major(const DenseView<const T>& X) {
@@ -177,7 +200,10 @@ Index CSRMatrix<T>::chunk_count(Index k) const {
 
 template <class T>
 void CSRMatrix<T>::multiply(const T* X, Index ldx, Index k, const DenseView<T>& Y) const {
-  const Index chunks = chunk_count(k);
+  // Several chunks per thread: with dynamic scheduling a thread that was
+  // descheduled (a busy machine) leaves its work to the others.
+  const Index threads = chunk_count(k);
+  const Index chunks = threads > 1 ? 4 * threads : 1;
   const std::vector<Index> bounds = balanced_row_chunks(chunks);
   const T* v = values_;
   const StorageIndex* idx = indices_;
@@ -237,10 +263,12 @@ void CSRMatrix<T>::multiply_transposed(const T* X, Index ldx, Index k,
             for (Offset p = ptr[i]; p < ptr[i + 1]; ++p) buf[idx[p]] += v[p] * xi;
             continue;
           }
-          for (Offset p = ptr[i]; p < ptr[i + 1]; ++p) {
-            const T a = v[p];
-            T* br = buf + Index(idx[p]) * k;
-            for (Index t = 0; t < k; ++t) br[t] += a * xr[t];
+          for (Index c0 = 0; c0 < k; c0 += kBlock) {
+            const Index w = std::min(kBlock, k - c0);
+            if (w == kBlock)
+              scatter_block<T, kBlock>(v, idx, ptr[i], ptr[i + 1], xr + c0, buf + c0, k);
+            else
+              scatter_block_any(v, idx, ptr[i], ptr[i + 1], xr + c0, buf + c0, k, w);
           }
         }
       },

@@ -85,7 +85,7 @@ class LevelSearch {
 
   /// Rooted level structure from `root`; returns the eccentricity and leaves
   /// the component in queue()[0, size()), the last level from last_begin().
-  Index search(Index root, const std::vector<char>& numbered) {
+  Index search(Index root, const std::vector<char>& /*numbered*/) {
     ++current_;
     size_ = 0;
     queue_[size_++] = std::int32_t(root);
@@ -97,7 +97,9 @@ class LevelSearch {
         const Index u = queue_[size_t(q)];
         for (std::int64_t p = g_.xadj[size_t(u)]; p < g_.xadj[size_t(u + 1)]; ++p) {
           const std::int32_t v = g_.adj[size_t(p)];
-          if (stamp_[size_t(v)] == current_ || numbered[size_t(v)]) continue;
+          // Components are numbered whole, so everything reachable from
+          // root is unnumbered: the stamp alone marks visited nodes.
+          if (stamp_[size_t(v)] == current_) continue;
           stamp_[size_t(v)] = current_;
           queue_[size_++] = v;
         }
@@ -132,12 +134,10 @@ Index min_degree_node(const Graph& g, const std::int32_t* nodes, Index count) {
   return best;
 }
 
-// George-Liu: from the lowest-degree node of the component, move to the
-// lowest-degree node of the last level while the eccentricity grows.
-Index pseudo_peripheral_node(const Graph& g, Index seed, LevelSearch& bfs,
+// George-Liu: from the lowest-degree node of the component (`root`), move
+// to the lowest-degree node of the last level while the eccentricity grows.
+Index pseudo_peripheral_node(const Graph& g, Index root, LevelSearch& bfs,
                              const std::vector<char>& numbered) {
-  bfs.search(seed, numbered);
-  Index root = min_degree_node(g, bfs.queue(), bfs.size());
   Index ecc = bfs.search(root, numbered);
   for (;;) {
     const Index x =
@@ -178,6 +178,43 @@ void cuthill_mckee_component(const Graph& g, Index root, std::vector<char>& numb
   }
 }
 
+// Bandwidth of the component numbered in order[first, end); `position` is
+// scratch indexed by node.
+Index component_bandwidth(const Graph& g, const std::vector<std::int32_t>& order, size_t first,
+                          std::vector<std::int32_t>& position) {
+  for (size_t q = first; q < order.size(); ++q) position[size_t(order[q])] = std::int32_t(q);
+  Index bw = 0;
+  for (size_t q = first; q < order.size(); ++q) {
+    const Index u = order[q];
+    for (std::int64_t p = g.xadj[size_t(u)]; p < g.xadj[size_t(u + 1)]; ++p)
+      bw = std::max<Index>(bw, Index(q) - position[size_t(g.adj[size_t(p)])]);
+  }
+  return bw;
+}
+
+// Numbers one component. RCM is a heuristic and no single start node wins
+// on every graph, so two are tried -- the George-Liu pseudo-peripheral node
+// and the component's lowest-degree node (the start scipy uses) -- and the
+// order with the smaller bandwidth is kept. Costs one more search and two
+// linear passes per component.
+void order_component(const Graph& g, Index seed, LevelSearch& bfs, std::vector<char>& numbered,
+                     std::vector<std::int32_t>& order, std::vector<std::int32_t>& position,
+                     std::vector<std::int32_t>& saved) {
+  bfs.search(seed, numbered);
+  const Index low = min_degree_node(g, bfs.queue(), bfs.size());
+  const Index peripheral = pseudo_peripheral_node(g, low, bfs, numbered);
+  const size_t first = order.size();
+  cuthill_mckee_component(g, peripheral, numbered, order);
+  if (peripheral == low) return;
+  const Index bw = component_bandwidth(g, order, first, position);
+  saved.assign(order.begin() + std::ptrdiff_t(first), order.end());
+  for (size_t q = first; q < order.size(); ++q) numbered[size_t(order[q])] = 0;
+  order.resize(first);
+  cuthill_mckee_component(g, low, numbered, order);
+  if (component_bandwidth(g, order, first, position) < bw) return;
+  std::copy(saved.begin(), saved.end(), order.begin() + std::ptrdiff_t(first));
+}
+
 std::vector<Index> inverse_permutation(const Index* perm, Index n, const char* name) {
   std::vector<Index> inv(size_t(n), -1);
   for (Index p = 0; p < n; ++p) {
@@ -205,6 +242,7 @@ Ordering reverse_cuthill_mckee(const SparsePattern& S, bool symmetric_mode) {
   std::vector<std::int32_t> order;
   order.reserve(size_t(g.nodes));
   LevelSearch bfs(g);
+  std::vector<std::int32_t> position(size_t(g.nodes)), saved;
   for (Index v = 0; v < g.nodes; ++v) {
     if (numbered[size_t(v)]) continue;
     if (g.degree(v) == 0) {
@@ -212,7 +250,7 @@ Ordering reverse_cuthill_mckee(const SparsePattern& S, bool symmetric_mode) {
       order.push_back(std::int32_t(v));
       continue;
     }
-    cuthill_mckee_component(g, pseudo_peripheral_node(g, v, bfs, numbered), numbered, order);
+    order_component(g, v, bfs, numbered, order, position, saved);
   }
   std::reverse(order.begin(), order.end());
   Ordering result;

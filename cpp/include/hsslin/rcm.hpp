@@ -32,8 +32,10 @@ struct Ordering {
 /// `symmetric_mode` is true (the caller vouches that S is symmetric);
 /// self-loops and duplicate entries are ignored. Rectangular m x n patterns
 /// are ordered on the bipartite graph of rows and columns (m + n nodes) and
-/// give separate row and column orders. Each connected component starts at a
-/// George-Liu pseudo-peripheral node; the breadth-first search visits
+/// give separate row and column orders. Each connected component is
+/// numbered from a George-Liu pseudo-peripheral node and from its
+/// lowest-degree node, keeping the order of smaller bandwidth (RCM is a
+/// heuristic; neither start wins on every graph). The breadth-first search visits
 /// unnumbered neighbours by increasing degree (ties: lower index), and the
 /// whole order is reversed at the end. Isolated nodes (empty rows) are
 /// components of one node.
