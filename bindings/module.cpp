@@ -17,4 +17,5 @@ HSSLIN_DEFINE_MODULE(HSSLIN_MODULE_NAME, m) {
   m.def("get_num_threads", &hsslin::get_num_threads);
   m.def("set_num_threads", &hsslin::set_num_threads, py::arg("n"));
   hsslin::bindings::register_hierarchical(m);
+  hsslin::bindings::register_sparse(m);
 }
