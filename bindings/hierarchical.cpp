@@ -40,7 +40,7 @@ py::array dense_of(const H& self, bool transpose) {
 template <class T>
 void register_hss(py::module_& m, const char* name) {
   using H = HSSMatrix<T>;
-  py::class_<H>(m, name)
+  py::class_<H>(m, name, py::module_local())
       .def_static(
           "compress",
           [](const py::array& A, double tol, Index max_rank, Index leaf_size, Index oversampling,
@@ -127,7 +127,7 @@ LowRankBlock<T> block_from(const py::dict& d) {
 template <class T>
 void register_hodlr(py::module_& m, const char* name) {
   using H = HODLRMatrix<T>;
-  py::class_<H>(m, name)
+  py::class_<H>(m, name, py::module_local())
       .def_static(
           "compress",
           [](const py::array& A, double tol, Index rank, double rank_decay, Index min_rank,

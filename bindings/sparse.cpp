@@ -108,7 +108,7 @@ py::array apply_csr(const CSRMatrix<T>& self, const py::array& x, bool transpose
 template <class T>
 void register_csr(py::module_& m, const char* name) {
   using S = CSRMatrix<T>;
-  py::class_<S>(m, name)
+  py::class_<S>(m, name, py::module_local())
       .def(py::init(&csr_from_arrays<T>), py::arg("data"), py::arg("indices"),
            py::arg("indptr"), py::arg("shape"))
       .def("apply", &apply_csr<T>, py::arg("x"), py::arg("transpose"))

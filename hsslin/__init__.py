@@ -10,16 +10,28 @@ Compress a dense matrix into a hierarchical form and apply it fast:
 True
 """
 
+from ._compress import METHODS, compress
 from ._hierarchical import HODLRMatrix, HSSMatrix, load
 from ._loader import core as _core
+from ._lowrank import LowRankMatrix, SparsePlusLowRank
 from ._operator import TransposedOperator
+from ._sparse import CSRMatrix, bandwidth, reverse_cuthill_mckee
+from ._sparse_plus import SparsePlusHSS
 
 __version__ = "0.1.0"
 
 __all__ = [
     "HSSMatrix",
     "HODLRMatrix",
+    "CSRMatrix",
+    "SparsePlusHSS",
+    "LowRankMatrix",
+    "SparsePlusLowRank",
     "TransposedOperator",
+    "compress",
+    "METHODS",
+    "reverse_cuthill_mckee",
+    "bandwidth",
     "load",
     "set_num_threads",
     "get_num_threads",

@@ -57,28 +57,37 @@ def _best(candidates, W):
 
 
 def _fit_hss(W, budget, leaf_size, seed, sparse_part=None, rcm=False):
-    """Smallest HSS tolerance (bisection on log10 tol) whose result fits the budget."""
+    """HSS (or sparse + HSS) with the largest rank cap whose result fits the budget.
+
+    A tolerance cannot aim at a size: weight matrices compress poorly in HSS
+    form (nested bases need the whole off-diagonal block row to be low
+    rank), so any tolerance below 1 may end in the dense fallback. The rank
+    cap `max_rank` bounds the size instead; bytes grow with it, so a
+    bisection over it finds the largest that fits.
+    """
     from ._hierarchical import HSSMatrix
     from ._sparse_plus import SparsePlusHSS
 
-    def build(tol):
+    def build(max_rank):
         if sparse_part is None:
-            return HSSMatrix.from_dense(W, tol=tol, leaf_size=leaf_size, seed=seed)
-        return SparsePlusHSS.from_dense(W, sparsity=sparse_part, tol=tol, leaf_size=leaf_size,
+            return HSSMatrix.from_dense(W, tol=1e-6, max_rank=max_rank, leaf_size=leaf_size,
+                                        seed=seed)
+        return SparsePlusHSS.from_dense(W, sparsity=sparse_part, tol=1e-6, max_rank=max_rank,
+                                        leaf_size=leaf_size,
                                         permutation="rcm" if rcm else None, hierarchy="hss",
                                         seed=seed)
 
-    lo, hi = math.log10(1e-7), math.log10(0.9)
-    best = build(10 ** hi)
+    lo, hi = 1, max(1, min(W.shape) // 2)
+    best = build(lo)
     if best.nbytes > budget:
         return None
-    for _ in range(7):
-        mid = 0.5 * (lo + hi)
-        op = build(10 ** mid)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        op = build(mid)
         if op.nbytes <= budget:
-            best, hi = op, mid
+            best, lo = op, mid
         else:
-            lo = mid
+            hi = mid - 1
     return best
 
 
@@ -165,8 +174,8 @@ def compress(W, method: str = "sparse+hodlr+rcm", budget_bytes: int | None = Non
     if method == "hss":
         op = _fit_hss(W, budget, leaf_size, seed)
         if op is None:
-            _too_small(method, HSSMatrix.from_dense(W, tol=0.9, leaf_size=leaf_size).nbytes,
-                       budget)
+            _too_small(method, HSSMatrix.from_dense(W, tol=1e-6, max_rank=1,
+                                                    leaf_size=leaf_size).nbytes, budget)
         return op
 
     # Split methods: part of the budget to S, the rest to the low-rank part.
@@ -192,6 +201,8 @@ def compress(W, method: str = "sparse+hodlr+rcm", budget_bytes: int | None = Non
                     rcm_pattern=rcm_pattern, seed=seed))
         else:  # sparse+hss+rcm
             op = _fit_hss(W, budget, leaf_size, seed, sparse_part=sparsity, rcm=True)
+            if op is not None and rcm_pattern != "residual":
+                op = None  # the HSS split always orders by the residual's pattern
             if op is not None:
                 candidates.append(op)
     best = _best([c for c in candidates if c.nbytes <= budget], W)
@@ -217,9 +228,9 @@ def _compress_with_params(W, method, leaf_size, seed, rank_decay, min_rank, para
         "svd": {"rank"}, "sparse": {"sparsity", "per_row"},
         "sparse+svd": {"sparsity", "rank", "iterations", "per_row"},
         "hodlr": {"rank", "tol", "max_rank", "power_iterations"}, "hss": {"tol", "max_rank"},
-        "sparse+hodlr": {"sparsity", "rank", "tol"},
-        "sparse+hodlr+rcm": {"sparsity", "rank", "tol", "rcm_pattern"},
-        "sparse+hss+rcm": {"sparsity", "tol", "rcm_pattern"},
+        "sparse+hodlr": {"sparsity", "rank", "tol", "max_rank"},
+        "sparse+hodlr+rcm": {"sparsity", "rank", "tol", "max_rank", "rcm_pattern"},
+        "sparse+hss+rcm": {"sparsity", "tol", "max_rank", "rcm_pattern"},
     }[method]
     unknown = set(params) - allowed
     if unknown:

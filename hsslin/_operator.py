@@ -17,6 +17,8 @@ class LinearOperatorMixin:
     """Products, transposes and scipy interoperability for a compressed matrix."""
 
     ndim = 2
+    # NumPy must hand ``x @ A`` to __rmatmul__ instead of trying to convert A.
+    __array_ufunc__ = None
 
     # -- subclass hooks -------------------------------------------------
     def _apply(self, x: np.ndarray, transpose: bool) -> np.ndarray:  # pragma: no cover

@@ -16,6 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ._loader import core as _core
+from ._operator import LinearOperatorMixin
 
 __all__ = ["CSRMatrix", "bandwidth", "reverse_cuthill_mckee"]
 
@@ -106,7 +107,7 @@ def _operand(x, dtype, rows, name="x"):
     return x
 
 
-class CSRMatrix:
+class CSRMatrix(LinearOperatorMixin):
     """Real sparse matrix in compressed sparse row form (float32 or float64).
 
     Storage is values, int32 column indices and int64 row pointers; products
@@ -365,6 +366,19 @@ class CSRMatrix:
     def __repr__(self):
         m, n = self.shape
         return f"<CSRMatrix {m}x{n}, {self.nnz} stored {self.dtype.name} entries>"
+
+    @staticmethod
+    def bytes_for(rows: int, nnz: int, itemsize: int) -> int:
+        """The :attr:`nbytes` of a CSR matrix with `rows` rows and `nnz` entries."""
+        return nnz * (itemsize + 4) + (rows + 1) * 8 + 24
+
+    def to_bytes(self) -> bytes:
+        """The versioned, checksummed binary form that :meth:`save` writes."""
+        return self._S.serialize()
+
+    def _dense(self, transpose):
+        D = self.to_dense()
+        return np.ascontiguousarray(D.T) if transpose else D
 
     # -- products ---------------------------------------------------------
 
@@ -701,3 +715,13 @@ def _expected_top_count(rho, total):
     if abs(p - nearest) <= 8 * np.finfo(np.float64).eps * p:
         return min(int(nearest), total)
     return min(math.ceil(p), total)
+
+
+def _register():
+    from . import _registry
+
+    _registry.register(3, CSRMatrix, {np.dtype(np.float32): _core.CSRMatrix32,
+                                      np.dtype(np.float64): _core.CSRMatrix64})
+
+
+_register()

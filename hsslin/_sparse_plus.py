@@ -79,7 +79,7 @@ class SparsePlusHSS(LinearOperatorMixin):
                    rank_decay: float = 0.5, leaf_size: int = 64, tol: float | None = None,
                    permutation: str | None = "rcm", hierarchy: str = "hodlr",
                    rcm_pattern: str = "residual", min_rank: int = 1,
-                   seed: int = 0) -> SparsePlusHSS:
+                   max_rank: int | None = None, seed: int = 0) -> SparsePlusHSS:
         """Splits W into its heaviest entries plus a permuted hierarchical residual.
 
         Parameters
@@ -90,6 +90,8 @@ class SparsePlusHSS(LinearOperatorMixin):
         rank, rank_decay, min_rank : HODLR rank schedule (outer rank at the
             root, multiplied by rank_decay per level). Exactly one of `rank`
             and `tol` may be given; with neither, tol = 1e-8.
+        max_rank : int, optional
+            Rank cap with `tol` (HSS: every basis; HODLR: every block).
         tol : float, optional
             Relative tolerance for H on the residual (HODLR or HSS).
         permutation : "rcm" or None
@@ -126,11 +128,12 @@ class SparsePlusHSS(LinearOperatorMixin):
             R = R[np.ix_(row_perm, col_perm)]
         R = np.ascontiguousarray(R)
         if hierarchy == "hss":
-            H = HSSMatrix.from_dense(R, tol=1e-8 if tol is None else tol, leaf_size=leaf_size,
-                                     seed=seed)
+            H = HSSMatrix.from_dense(R, tol=1e-8 if tol is None else tol, max_rank=max_rank,
+                                     leaf_size=leaf_size, seed=seed)
         else:
             H = HODLRMatrix.from_dense(R, tol=tol, rank=rank, rank_decay=rank_decay,
-                                       min_rank=min_rank, leaf_size=leaf_size, seed=seed)
+                                       min_rank=min_rank, max_rank=max_rank,
+                                       leaf_size=leaf_size, seed=seed)
         meta = {"sparsity": sparsity, "rank": rank, "rank_decay": rank_decay, "tol": tol,
                 "permutation": permutation, "hierarchy": hierarchy, "rcm_pattern": rcm_pattern,
                 "leaf_size": leaf_size}

@@ -48,8 +48,8 @@ def as_float_matrix(A, name: str = "A", dtype=None) -> np.ndarray:
         raise ValueError(f"{name} must be non-empty, got shape {arr.shape}")
     arr = np.ascontiguousarray(arr, dtype=target)
     if not np.isfinite(arr).all():
-        bad = np.argwhere(~np.isfinite(arr))[0]
-        raise ValueError(f"{name} has a non-finite entry (NaN or Inf) at index {tuple(bad)}")
+        bad = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
+        raise ValueError(f"{name} has a non-finite entry (NaN or Inf) at index {bad}")
     return arr
 
 

@@ -19,8 +19,9 @@ from hypothesis import strategies as st
 # runs more examples, derandomized so a CI failure reproduces locally with
 # HYPOTHESIS_PROFILE=ci. Deadlines are off: compression time depends on the
 # shape hypothesis draws and on machine load, not on correctness.
-_COMMON = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                      HealthCheck.data_too_large])
+_COMMON = dict(
+    deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+)
 settings.register_profile("default", max_examples=40, **_COMMON)
 settings.register_profile("ci", max_examples=100, derandomize=True, print_blob=True, **_COMMON)
 settings.register_profile("dev", max_examples=5, **_COMMON)
@@ -55,8 +56,9 @@ def laplace_kernel(m: int, n: int | None = None, length: float = 0.2, seed: int 
     return np.exp(-np.abs(x[:, None] - y[None, :]) / length)
 
 
-def lowrank_plus_diagonal(m: int, n: int | None = None, rank: int = LOWRANK_RANK,
-                          seed: int = 0) -> np.ndarray:
+def lowrank_plus_diagonal(
+    m: int, n: int | None = None, rank: int = LOWRANK_RANK, seed: int = 0
+) -> np.ndarray:
     """L R^T + diag(d) (the diagonal of an m x n matrix for rectangular shapes).
 
     For square shapes every off-diagonal block of the cluster tree has rank
@@ -111,8 +113,9 @@ _GENERATORS = {
 }
 
 
-def make_matrix(family: str, m: int, n: int | None = None, dtype=np.float64,
-                seed: int = 0) -> np.ndarray:
+def make_matrix(
+    family: str, m: int, n: int | None = None, dtype=np.float64, seed: int = 0
+) -> np.ndarray:
     """A C-ordered m x n matrix of the given family and dtype."""
     return np.ascontiguousarray(_GENERATORS[family](m, n, seed=seed), dtype=dtype)
 
@@ -120,8 +123,11 @@ def make_matrix(family: str, m: int, n: int | None = None, dtype=np.float64,
 # -- hypothesis strategies ------------------------------------------------------
 def dims(max_size: int = 300) -> st.SearchStrategy[int]:
     """Matrix sides: biased toward small, odd and non-power-of-two sizes."""
-    return st.one_of(st.integers(1, 8), st.integers(9, max_size),
-                     st.sampled_from([63, 65, 127, 129, 257]).filter(lambda v: v <= max_size))
+    return st.one_of(
+        st.integers(1, 8),
+        st.integers(9, max_size),
+        st.sampled_from([63, 65, 127, 129, 257]).filter(lambda v: v <= max_size),
+    )
 
 
 def leaf_sizes() -> st.SearchStrategy[int]:
@@ -132,7 +138,7 @@ def leaf_sizes() -> st.SearchStrategy[int]:
 def tolerances(dtype) -> st.SearchStrategy[float]:
     """Requested tolerances: 1e-2..1e-10 in float64, 1e-2..1e-5 in float32 (log-uniform)."""
     low = -10.0 if np.dtype(dtype) == np.float64 else -5.0
-    return st.floats(low, -2.0).map(lambda e: float(10.0 ** e))
+    return st.floats(low, -2.0).map(lambda e: float(10.0**e))
 
 
 dtypes = st.sampled_from([np.float32, np.float64])
@@ -226,9 +232,12 @@ def tree_levels(m: int, n: int, leaf_size: int) -> int:
 
 
 def tree_nodes(m: int, n: int, levels: int) -> list[tuple[int, int, int, int]]:
-    """(row_begin, row_end, col_begin, col_end) per node, heap order; left half gets the extra index."""
+    """(row_begin, row_end, col_begin, col_end) per node in heap order.
+
+    Each range splits with the extra index in the left half.
+    """
     nodes = [(0, m, 0, n)]
-    for i in range(2 ** levels - 1):
+    for i in range(2**levels - 1):
         r0, r1, c0, c1 = nodes[i]
         rm, cm = r0 + (r1 - r0 + 1) // 2, c0 + (c1 - c0 + 1) // 2
         nodes.append((r0, rm, c0, cm))

@@ -42,7 +42,7 @@ void HODLRMatrix<T>::apply_impl(const XMap& X, YMap& Y) const {
     const Block& blk = block(b);
     toff[size_t(b) + 1] = toff[size_t(b)] + (blk.is_dense ? 0 : blk.U.cols());
   }
-  std::vector<T> tws(size_t(toff.back() * k));
+  Eigen::Matrix<T, Eigen::Dynamic, 1> tws(toff.back() * k);  // aligned: reproducible rounding
   auto t_of = [&](Index b, Index r) {
     return RowMap<T>(tws.data() + toff[size_t(b)] * k, r, k, Eigen::OuterStride<>(k));
   };

@@ -59,15 +59,20 @@ void HSSMatrix<T>::pack(std::vector<Node>&& nodes) {
       default: return n.B21;
     }
   };
+  constexpr Index kAlign = 64 / Index(sizeof(T));
+  auto padded = [&](Index n) { return (n + kAlign - 1) / kAlign * kAlign; };
   Index total = 0;
-  for (const auto& [i, f] : order) total += factor(i, f).size();
+  for (const auto& [i, f] : order) total += padded(factor(i, f).size());
   arena_.assign(size_t(total), T(0));
   Index offset = 0;
   for (const auto& [i, f] : order) {
     Matrix<T>& M = factor(i, f);
     slots_[size_t(i) * 5 + size_t(f)] = Slot{offset, M.rows(), M.cols()};
-    std::copy(M.data(), M.data() + M.size(), arena_.data() + offset);
-    offset += M.size();
+    if (f == kD)
+      Eigen::Map<RowMatrix<T>>(arena_.data() + offset, M.rows(), M.cols()) = M;
+    else
+      std::copy(M.data(), M.data() + M.size(), arena_.data() + offset);
+    offset += padded(M.size());
     M.resize(0, 0);
   }
 }
@@ -87,7 +92,9 @@ void HSSMatrix<T>::apply_impl(const XMap& X, YMap& Y) const {
     xoff[size_t(i) + 1] = xoff[size_t(i)] + (i == 0 ? 0 : in_basis(i).cols());
     yoff[size_t(i) + 1] = yoff[size_t(i)] + (i == 0 ? 0 : out_basis(i).cols());
   }
-  std::vector<T> xws(size_t(xoff.back() * k)), yws(size_t(yoff.back() * k));
+  // Eigen vectors: aligned like the arena, so results do not depend on where
+  // the allocator put the workspace.
+  Eigen::Matrix<T, Eigen::Dynamic, 1> xws(xoff.back() * k), yws(yoff.back() * k);
   auto xhat = [&](Index i, Index count) {
     return RowMap<T>(xws.data() + xoff[size_t(i)] * k, count, k, Eigen::OuterStride<>(k));
   };
@@ -113,6 +120,12 @@ void HSSMatrix<T>::apply_impl(const XMap& X, YMap& Y) const {
   }
   const bool parallel = double(arena_.size()) * double(k) > kParallelEntries;
   const bool has_tree = tree.levels() > 0;
+  if constexpr (Transpose) {
+    if (!has_tree) {  // one dense block: split its rows, sum partial products
+      apply_dense_transpose(X, Y);
+      return;
+    }
+  }
 
   // Sweep 1: diagonal blocks, fused with the leaf's input projection in the
   // leaf's first chunk (x(J) is then still in cache).
@@ -186,6 +199,28 @@ void HSSMatrix<T>::apply_impl(const XMap& X, YMap& Y) const {
     Y.middleRows(it.begin, it.count).noalias() +=
         W.middleRows(it.begin - ob, it.count) * yhat(it.leaf, W.cols());
   }, parallel);
+}
+
+template <class T>
+template <class XMap, class YMap>
+void HSSMatrix<T>::apply_dense_transpose(const XMap& X, YMap& Y) const {
+  const auto A = D(0);
+  const Index m = A.rows(), n = A.cols(), k = X.cols();
+  const bool parallel = double(A.size()) * double(k) > kParallelEntries;
+  const Index parts = parallel ? std::min<Index>((m + kChunkRows - 1) / kChunkRows,
+                                                 2 * Index(get_num_threads()))
+                               : 1;
+  if (parts <= 1) {
+    Y.noalias() = A.transpose() * X;
+    return;
+  }
+  std::vector<Matrix<T>> partial(size_t(parts), Matrix<T>(n, k));
+  parallel_for(0, parts, [&](Index p) {
+    const Index r0 = m * p / parts, r1 = m * (p + 1) / parts;
+    partial[size_t(p)].noalias() = A.middleRows(r0, r1 - r0).transpose() * X.middleRows(r0, r1 - r0);
+  });
+  Y = partial[0];
+  for (Index p = 1; p < parts; ++p) Y += partial[size_t(p)];
 }
 
 template <class T>

@@ -1,8 +1,14 @@
 #include "hsslin/parallel.hpp"
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdlib>
+#include <exception>
+#include <algorithm>
+#include <memory>
+#include <mutex>
 #include <thread>
+#include <vector>
 
 namespace hsslin {
 namespace {
@@ -22,6 +28,89 @@ std::atomic<int>& thread_count() {
   return count;
 }
 
+/// One loop handed to the pool.
+struct Job {
+  const std::function<void(Index)>* body = nullptr;
+  Index end = 0;
+  std::atomic<Index> next{0};
+  std::atomic<Index> active{0};  // items claimed and not finished
+  std::exception_ptr error;
+  std::mutex error_mutex;
+
+  // Claims and runs items until none are left.
+  void work() {
+    while (true) {
+      active.fetch_add(1, std::memory_order_acq_rel);
+      const Index i = next.fetch_add(1, std::memory_order_acq_rel);
+      if (i >= end) {
+        active.fetch_sub(1, std::memory_order_acq_rel);
+        return;
+      }
+      try {
+        (*body)(i);
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(error_mutex);
+        if (!error) error = std::current_exception();
+      }
+      active.fetch_sub(1, std::memory_order_acq_rel);
+    }
+  }
+};
+
+/// Persistent workers that sleep on a condition variable between loops.
+class Pool {
+ public:
+  static Pool& instance() {
+    static Pool* pool = new Pool();  // never destroyed: workers may outlive static teardown
+    return *pool;
+  }
+
+  // Returns false when another caller holds the pool (the caller then runs serially).
+  // The job is shared: a worker that wakes after the caller returned still
+  // holds it, finds every item claimed and never touches the body.
+  bool run(const std::shared_ptr<Job>& job, int helpers) {
+    std::unique_lock<std::mutex> busy(busy_, std::try_to_lock);
+    if (!busy.owns_lock()) return false;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      while (int(workers_.size()) < helpers) workers_.emplace_back([this] { loop(); });
+      job_ = job;
+      ++generation_;
+      wanted_ = helpers;
+    }
+    wake_.notify_all();
+    job->work();
+    // Late workers find no item left; wait only for items in flight.
+    while (job->active.load(std::memory_order_acquire) > 0) std::this_thread::yield();
+    std::lock_guard<std::mutex> lock(mutex_);
+    job_.reset();
+    return true;
+  }
+
+ private:
+  void loop() {
+    std::uint64_t seen = 0;
+    while (true) {
+      std::shared_ptr<Job> job;
+      {
+        std::unique_lock<std::mutex> lock(mutex_);
+        wake_.wait(lock, [&] { return generation_ != seen && job_ && wanted_ > 0; });
+        seen = generation_;
+        --wanted_;
+        job = job_;
+      }
+      job->work();
+    }
+  }
+
+  std::mutex busy_, mutex_;
+  std::condition_variable wake_;
+  std::vector<std::thread> workers_;
+  std::shared_ptr<Job> job_;
+  std::uint64_t generation_ = 0;
+  int wanted_ = 0;
+};
+
 }  // namespace
 
 int get_num_threads() { return thread_count().load(std::memory_order_relaxed); }
@@ -30,5 +119,22 @@ void set_num_threads(int n) {
   HSSLIN_CHECK(n >= 1, "num_threads must be >= 1, got ", n);
   thread_count().store(n, std::memory_order_relaxed);
 }
+
+namespace detail {
+
+void run_parallel(Index begin, Index end, const std::function<void(Index)>& body) {
+  const std::function<void(Index)> shifted = [&](Index i) { body(begin + i); };
+  auto job = std::make_shared<Job>();
+  job->body = &shifted;
+  job->end = end - begin;
+  const int helpers = int(std::min<Index>(get_num_threads(), end - begin)) - 1;
+  if (helpers <= 0 || !Pool::instance().run(job, helpers)) {
+    for (Index i = begin; i < end; ++i) body(i);
+    return;
+  }
+  if (job->error) std::rethrow_exception(job->error);
+}
+
+}  // namespace detail
 
 }  // namespace hsslin

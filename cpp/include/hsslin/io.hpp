@@ -4,7 +4,7 @@
 ///
 /// Layout (little-endian): 8-byte magic "HSSLIN\0\n", u32 format version,
 /// u32 object kind, u32 scalar size, u32 reserved, u64 payload length,
-/// u64 FNV-1a checksum of the payload, then the payload. Every read is
+/// u64 checksum of the payload (see fnv1a below), then the payload. Every read is
 /// bounds-checked, so a truncated or corrupted file throws instead of
 /// reading past the end.
 
@@ -108,7 +108,8 @@ class ByteReader {
   std::uint32_t version_ = 0, scalar_size_ = 0;
 };
 
-/// FNV-1a 64-bit hash.
+/// 64-bit checksum: FNV-1a over eight interleaved byte lanes (byte i goes to
+/// lane i mod 8), the lanes then folded with FNV-1a, then the tail bytes.
 std::uint64_t fnv1a(const char* data, size_t size);
 
 }  // namespace hsslin

@@ -2,14 +2,9 @@
 /// \file parallel.hpp
 /// \brief Thread count and the one parallel loop the library uses.
 
-#include <exception>
-#include <mutex>
+#include <functional>
 
 #include "hsslin/config.hpp"
-
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 namespace hsslin {
 
@@ -18,33 +13,27 @@ int get_num_threads();
 /// \brief Sets the thread count; n < 1 throws.
 void set_num_threads(int n);
 
+namespace detail {
+/// Runs body(i) for i in [begin, end) on the calling thread and the pool.
+void run_parallel(Index begin, Index end, const std::function<void(Index)>& body);
+}  // namespace detail
+
 /// \brief Runs body(i) for i in [begin, end) on up to get_num_threads() threads.
 ///
-/// Runs serially when `parallel` is false (small inputs: a parallel region
-/// costs microseconds). An exception thrown by any iteration is carried out
-/// of the region and rethrown on the calling thread; remaining iterations
-/// of other threads still run to completion.
+/// Items are claimed from a shared counter by the calling thread and by
+/// pool workers. The caller waits only for items already claimed, never
+/// for a worker that has not woken up yet: on a machine whose cores are
+/// busy (another library's spinning threads) the loop degrades to serial
+/// speed instead of stalling for a scheduler time slice. Runs serially when
+/// `parallel` is false or one thread is set. The first exception thrown by
+/// any item is rethrown on the calling thread after all claimed items end.
 template <class Body>
 void parallel_for(Index begin, Index end, Body&& body, bool parallel = true) {
-  const int threads = get_num_threads();
-  if (!parallel || threads <= 1 || end - begin <= 1) {
+  if (!parallel || get_num_threads() <= 1 || end - begin <= 1) {
     for (Index i = begin; i < end; ++i) body(i);
     return;
   }
-  std::exception_ptr error;
-  std::mutex error_mutex;
-#ifdef _OPENMP
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
-#endif
-  for (Index i = begin; i < end; ++i) {
-    try {
-      body(i);
-    } catch (...) {
-      std::lock_guard<std::mutex> lock(error_mutex);
-      if (!error) error = std::current_exception();
-    }
-  }
-  if (error) std::rethrow_exception(error);
+  detail::run_parallel(begin, end, std::function<void(Index)>(std::ref(body)));
 }
 
 }  // namespace hsslin
