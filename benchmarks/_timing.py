@@ -32,7 +32,8 @@ import platform
 import subprocess
 import sys
 import time
-from typing import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Callable
 
 import numpy as np
 

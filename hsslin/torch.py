@@ -33,8 +33,14 @@ import numpy as np
 import torch as _torch
 from torch import nn
 
-from ._torch_eval import (EmbeddingFidelity, Perplexity, embedding_fidelity, minilm_path,
-                          perplexity, sentence_embeddings)
+from ._torch_eval import (
+    EmbeddingFidelity,
+    Perplexity,
+    embedding_fidelity,
+    minilm_path,
+    perplexity,
+    sentence_embeddings,
+)
 
 __all__ = [
     "HSSLinear",
