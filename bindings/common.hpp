@@ -95,7 +95,8 @@ py::array_t<T> make_result(const py::array& like, Index rows, DenseView<T>& view
 template <class T>
 py::array_t<T> to_numpy(const Matrix<T>& M) {
   py::array_t<T, py::array::c_style> out({M.rows(), M.cols()});
-  RowMap<T>(out.mutable_data(), M.rows(), M.cols(), Eigen::OuterStride<>(std::max<Index>(M.cols(), 1))) = M;
+  RowMap<T>(out.mutable_data(), M.rows(), M.cols(),
+            Eigen::OuterStride<>(std::max<Index>(M.cols(), 1))) = M;
   return out;
 }
 

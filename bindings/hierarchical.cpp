@@ -68,31 +68,34 @@ void register_hss(py::module_& m, const char* name) {
       .def_property_readonly("leaf_size", [](const H& h) { return h.options().leaf_size(); })
       .def_property_readonly("max_rank", [](const H& h) { return h.options().max_rank(); })
       .def_property_readonly("seed", [](const H& h) { return h.options().seed(); })
-      .def("level_ranks",
-           [](const H& h, bool columns) {
-             std::vector<std::vector<Index>> out;
-             for (int l = 1; l <= h.tree().levels(); ++l) {
-               std::vector<Index> level;
-               for (Index i = ClusterTree::level_begin(l); i < ClusterTree::level_end(l); ++i)
-                 level.push_back(columns ? h.col_rank(i) : h.row_rank(i));
-               out.push_back(std::move(level));
+      .def(
+          "level_ranks",
+          [](const H& h, bool columns) {
+            std::vector<std::vector<Index>> out;
+            for (int l = 1; l <= h.tree().levels(); ++l) {
+              std::vector<Index> level;
+              for (Index i = ClusterTree::level_begin(l); i < ClusterTree::level_end(l); ++i)
+                level.push_back(columns ? h.col_rank(i) : h.row_rank(i));
+              out.push_back(std::move(level));
+            }
+            return out;
+          },
+          py::arg("columns"))
+      .def("serialize",
+           [](const H& h) {
+             std::string blob;
+             {
+               py::gil_scoped_release release;
+               blob = h.serialize();
              }
-             return out;
-           },
-           py::arg("columns"))
-      .def("serialize", [](const H& h) {
-        std::string blob;
-        {
-          py::gil_scoped_release release;
-          blob = h.serialize();
-        }
-        return py::bytes(blob);
-      })
-      .def_static("deserialize", [](const py::bytes& b) {
-        const std::string blob = b;
-        py::gil_scoped_release release;
-        return H::deserialize(blob);
-      })
+             return py::bytes(blob);
+           })
+      .def_static("deserialize",
+                  [](const py::bytes& b) {
+                    const std::string blob = b;
+                    py::gil_scoped_release release;
+                    return H::deserialize(blob);
+                  })
       .def("copy", [](const H& h) { return H(h); });
 }
 
@@ -141,9 +144,8 @@ void register_hodlr(py::module_& m, const char* name) {
             py::gil_scoped_release release;
             return H::compress(map, o);
           },
-          py::arg("A"), py::arg("tol"), py::arg("rank"), py::arg("rank_decay"),
-          py::arg("min_rank"), py::arg("max_rank"), py::arg("leaf_size"),
-          py::arg("power_iterations"), py::arg("seed"))
+          py::arg("A"), py::arg("tol"), py::arg("rank"), py::arg("rank_decay"), py::arg("min_rank"),
+          py::arg("max_rank"), py::arg("leaf_size"), py::arg("power_iterations"), py::arg("seed"))
       .def("apply", &apply_operator<H, T>, py::arg("x"), py::arg("transpose"))
       .def("to_dense", &dense_of<H, T>, py::arg("transpose"))
       .def_property_readonly("rows", &H::rows)
@@ -210,19 +212,21 @@ void register_hodlr(py::module_& m, const char* name) {
           },
           py::arg("rows"), py::arg("cols"), py::arg("levels"), py::arg("parts"),
           py::arg("rank_decay"), py::arg("leaf_size"), py::arg("error"))
-      .def("serialize", [](const H& h) {
-        std::string blob;
-        {
-          py::gil_scoped_release release;
-          blob = h.serialize();
-        }
-        return py::bytes(blob);
-      })
-      .def_static("deserialize", [](const py::bytes& b) {
-        const std::string blob = b;
-        py::gil_scoped_release release;
-        return H::deserialize(blob);
-      })
+      .def("serialize",
+           [](const H& h) {
+             std::string blob;
+             {
+               py::gil_scoped_release release;
+               blob = h.serialize();
+             }
+             return py::bytes(blob);
+           })
+      .def_static("deserialize",
+                  [](const py::bytes& b) {
+                    const std::string blob = b;
+                    py::gil_scoped_release release;
+                    return H::deserialize(blob);
+                  })
       .def("copy", [](const H& h) { return H(h); });
 }
 

@@ -13,7 +13,8 @@ namespace py = pybind11;
 
 HSSLIN_DEFINE_MODULE(HSSLIN_MODULE_NAME, m) {
   m.doc() = "hsslin C++ core (private; import hsslin instead)";
-  m.attr("simd") = std::string(HSSLIN_STRINGIFY(HSSLIN_MODULE_NAME)) == "_core_avx2" ? "avx2" : "generic";
+  m.attr("simd") =
+      std::string(HSSLIN_STRINGIFY(HSSLIN_MODULE_NAME)) == "_core_avx2" ? "avx2" : "generic";
   m.def("get_num_threads", &hsslin::get_num_threads);
   m.def("set_num_threads", &hsslin::set_num_threads, py::arg("n"));
   hsslin::bindings::register_hierarchical(m);

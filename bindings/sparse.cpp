@@ -109,8 +109,8 @@ template <class T>
 void register_csr(py::module_& m, const char* name) {
   using S = CSRMatrix<T>;
   py::class_<S>(m, name, py::module_local())
-      .def(py::init(&csr_from_arrays<T>), py::arg("data"), py::arg("indices"),
-           py::arg("indptr"), py::arg("shape"))
+      .def(py::init(&csr_from_arrays<T>), py::arg("data"), py::arg("indices"), py::arg("indptr"),
+           py::arg("shape"))
       .def("apply", &apply_csr<T>, py::arg("x"), py::arg("transpose"))
       .def(
           "to_dense",
@@ -174,8 +174,8 @@ SparsePattern pattern_of(const py::array& indptr, const py::array& indices,
   p.indptr = static_cast<const std::int64_t*>(indptr.data());
   p.indices = static_cast<const std::int32_t*>(indices.data());
   if (p.indptr[p.rows] != indices.shape(0))
-    throw py::value_error("indptr[-1] = " + std::to_string(p.indptr[p.rows]) +
-                          " but indices has " + std::to_string(indices.shape(0)) + " entries");
+    throw py::value_error("indptr[-1] = " + std::to_string(p.indptr[p.rows]) + " but indices has " +
+                          std::to_string(indices.shape(0)) + " entries");
   return p;
 }
 

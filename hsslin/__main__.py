@@ -1,4 +1,4 @@
-"""Command line: ``python -m hsslin demo`` (and ``hsslin demo``)."""
+"""Command line: ``hsslin demo``, ``hsslin compress``, ``hsslin eval``, ``hsslin info``."""
 
 from __future__ import annotations
 
@@ -38,8 +38,7 @@ def demo(args: argparse.Namespace) -> int:
     import hsslin
 
     n = args.n
-    print(f"hsslin {hsslin.__version__} ({hsslin.simd_path()} build, "
-          f"{hsslin.get_num_threads()} threads)")
+    print(f"hsslin {hsslin.__version__} ({hsslin.simd_path()} build, {hsslin.get_num_threads()} threads)")
     print(f"Gaussian kernel, N = {n}, h = 0.05, +1e-2 I, float64, tol = {args.tol:g}")
     K = gaussian_kernel(n)
     t0 = time.perf_counter()
@@ -52,13 +51,16 @@ def demo(args: argparse.Namespace) -> int:
     x = np.random.default_rng(1).standard_normal(n)
     dense_t, hss_t = _median_pair(lambda: K @ x, lambda: H @ x, args.repeats)
     print(f"  build     {build:8.3f} s   (dense LU: {lu:.3f} s)")
-    print(f"  size      {H.nbytes / 1e6:8.2f} MB  = {100 * H.nbytes / K.nbytes:.2f}% of "
-          f"dense ({K.nbytes / 1e6:.1f} MB)")
-    print(f"  error     {err:8.2e}     ||K - H||_F / ||K||_F (estimate at build: "
-          f"{H.error_estimate:.2e})")
+    print(
+        f"  size      {H.nbytes / 1e6:8.2f} MB  = {100 * H.nbytes / K.nbytes:.2f}% of "
+        f"dense ({K.nbytes / 1e6:.1f} MB)"
+    )
+    print(f"  error     {err:8.2e}     ||K - H||_F / ||K||_F (estimate at build: {H.error_estimate:.2e})")
     print(f"  max rank  {max(int(r.max()) for r in H.ranks) if H.ranks else 0:8d}")
-    print(f"  matvec    {hss_t * 1e3:8.3f} ms  vs dense {dense_t * 1e3:.3f} ms: "
-          f"{dense_t / hss_t:.1f}x faster (interleaved medians of {args.repeats})")
+    print(
+        f"  matvec    {hss_t * 1e3:8.3f} ms  vs dense {dense_t * 1e3:.3f} ms: "
+        f"{dense_t / hss_t:.1f}x faster (interleaved medians of {args.repeats})"
+    )
     return 0
 
 
@@ -71,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--leaf-size", type=int, default=64)
     p.add_argument("--repeats", type=int, default=30)
     p.set_defaults(func=demo)
+    from ._cli_torch import add_subcommands
+
+    add_subcommands(sub)  # compress / eval / info (torch imported only when they run)
     args = parser.parse_args(argv)
     if getattr(args, "n", 1) < 1:
         parser.error("--n must be >= 1")

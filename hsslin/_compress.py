@@ -6,8 +6,16 @@ import math
 
 from ._validation import as_float_matrix, check_int
 
-METHODS = ("svd", "sparse", "sparse+svd", "hodlr", "hss", "sparse+hodlr", "sparse+hodlr+rcm",
-           "sparse+hss+rcm")
+METHODS = (
+    "svd",
+    "sparse",
+    "sparse+svd",
+    "hodlr",
+    "hss",
+    "sparse+hodlr",
+    "sparse+hodlr+rcm",
+    "sparse+hss+rcm",
+)
 _SPLITS = (0.25, 0.5, 0.75)  # shares of the budget tried for the sparse part
 
 
@@ -40,8 +48,9 @@ def _max_hodlr_rank(m, n, budget, itemsize, leaf_size, rank_decay, min_rank) -> 
 
 
 def _too_small(method: str, minimum: int, budget: int):
-    raise ValueError(f"budget_bytes={budget} is too small for method {method!r}: "
-                     f"it needs at least {minimum} bytes")
+    raise ValueError(
+        f"budget_bytes={budget} is too small for method {method!r}: it needs at least {minimum} bytes"
+    )
 
 
 def _best(candidates, W):
@@ -70,12 +79,17 @@ def _fit_hss(W, budget, leaf_size, seed, sparse_part=None, rcm=False):
 
     def build(max_rank):
         if sparse_part is None:
-            return HSSMatrix.from_dense(W, tol=1e-6, max_rank=max_rank, leaf_size=leaf_size,
-                                        seed=seed)
-        return SparsePlusHSS.from_dense(W, sparsity=sparse_part, tol=1e-6, max_rank=max_rank,
-                                        leaf_size=leaf_size,
-                                        permutation="rcm" if rcm else None, hierarchy="hss",
-                                        seed=seed)
+            return HSSMatrix.from_dense(W, tol=1e-6, max_rank=max_rank, leaf_size=leaf_size, seed=seed)
+        return SparsePlusHSS.from_dense(
+            W,
+            sparsity=sparse_part,
+            tol=1e-6,
+            max_rank=max_rank,
+            leaf_size=leaf_size,
+            permutation="rcm" if rcm else None,
+            hierarchy="hss",
+            seed=seed,
+        )
 
     lo, hi = 1, max(1, min(W.shape) // 2)
     best = build(lo)
@@ -148,8 +162,9 @@ def compress(W, method: str = "sparse+hodlr+rcm", budget_bytes: int | None = Non
     budget = check_int(budget_bytes, "budget_bytes", 1)
     unknown = set(params) - {"iterations", "rcm_pattern"}
     if unknown:
-        raise ValueError(f"with budget_bytes the method picks its own parameters; remove "
-                         f"{', '.join(sorted(unknown))}")
+        raise ValueError(
+            f"with budget_bytes the method picks its own parameters; remove {', '.join(sorted(unknown))}"
+        )
     iterations = params.get("iterations", 1)
     rcm_pattern = params.get("rcm_pattern", "residual")
 
@@ -169,13 +184,15 @@ def compress(W, method: str = "sparse+hodlr+rcm", budget_bytes: int | None = Non
             from ._tree import hodlr_nbytes
 
             _too_small(method, hodlr_nbytes(m, n, leaf_size, 1, rank_decay, min_rank, s), budget)
-        return HODLRMatrix.from_dense(W, rank=r, rank_decay=rank_decay, min_rank=min_rank,
-                                      leaf_size=leaf_size, seed=seed)
+        return HODLRMatrix.from_dense(
+            W, rank=r, rank_decay=rank_decay, min_rank=min_rank, leaf_size=leaf_size, seed=seed
+        )
     if method == "hss":
         op = _fit_hss(W, budget, leaf_size, seed)
         if op is None:
-            _too_small(method, HSSMatrix.from_dense(W, tol=1e-6, max_rank=1,
-                                                    leaf_size=leaf_size).nbytes, budget)
+            _too_small(
+                method, HSSMatrix.from_dense(W, tol=1e-6, max_rank=1, leaf_size=leaf_size).nbytes, budget
+            )
         return op
 
     # Split methods: part of the budget to S, the rest to the low-rank part.
@@ -189,16 +206,28 @@ def compress(W, method: str = "sparse+hodlr+rcm", budget_bytes: int | None = Non
         if method == "sparse+svd":
             r = (rest - LowRankMatrix.bytes_for(m, n, 0, s)) // ((m + n) * s)
             if r >= 1:
-                candidates.append(SparsePlusLowRank.from_dense(
-                    W, sparsity=sparsity, rank=min(r, min(m, n)), iterations=iterations))
+                candidates.append(
+                    SparsePlusLowRank.from_dense(
+                        W, sparsity=sparsity, rank=min(r, min(m, n)), iterations=iterations
+                    )
+                )
         elif method in ("sparse+hodlr", "sparse+hodlr+rcm"):
             perm_bytes = (m + n) * 4 if method.endswith("rcm") else 0
             r = _max_hodlr_rank(m, n, rest - perm_bytes, s, leaf_size, rank_decay, min_rank)
             if r >= 1:
-                candidates.append(SparsePlusHSS.from_dense(
-                    W, sparsity=sparsity, rank=r, rank_decay=rank_decay, min_rank=min_rank,
-                    leaf_size=leaf_size, permutation="rcm" if method.endswith("rcm") else None,
-                    rcm_pattern=rcm_pattern, seed=seed))
+                candidates.append(
+                    SparsePlusHSS.from_dense(
+                        W,
+                        sparsity=sparsity,
+                        rank=r,
+                        rank_decay=rank_decay,
+                        min_rank=min_rank,
+                        leaf_size=leaf_size,
+                        permutation="rcm" if method.endswith("rcm") else None,
+                        rcm_pattern=rcm_pattern,
+                        seed=seed,
+                    )
+                )
         else:  # sparse+hss+rcm
             op = _fit_hss(W, budget, leaf_size, seed, sparse_part=sparsity, rcm=True)
             if op is not None and rcm_pattern != "residual":
@@ -207,8 +236,10 @@ def compress(W, method: str = "sparse+hodlr+rcm", budget_bytes: int | None = Non
                 candidates.append(op)
     best = _best([c for c in candidates if c.nbytes <= budget], W)
     if best is None:
-        raise ValueError(f"budget_bytes={budget} is too small for method {method!r}: the "
-                         f"smallest split tried needs more (dense is {W.nbytes} bytes)")
+        raise ValueError(
+            f"budget_bytes={budget} is too small for method {method!r}: the "
+            f"smallest split tried needs more (dense is {W.nbytes} bytes)"
+        )
     return best
 
 
@@ -221,21 +252,24 @@ def _compress_with_params(W, method, leaf_size, seed, rank_decay, min_rank, para
     def need(*names):
         missing = [k for k in names if k not in params]
         if missing:
-            raise ValueError(f"method {method!r} needs {', '.join(missing)} "
-                             "(or pass budget_bytes)")
+            raise ValueError(f"method {method!r} needs {', '.join(missing)} (or pass budget_bytes)")
 
     allowed = {
-        "svd": {"rank"}, "sparse": {"sparsity", "per_row"},
+        "svd": {"rank"},
+        "sparse": {"sparsity", "per_row"},
         "sparse+svd": {"sparsity", "rank", "iterations", "per_row"},
-        "hodlr": {"rank", "tol", "max_rank", "power_iterations"}, "hss": {"tol", "max_rank"},
+        "hodlr": {"rank", "tol", "max_rank", "power_iterations"},
+        "hss": {"tol", "max_rank"},
         "sparse+hodlr": {"sparsity", "rank", "tol", "max_rank"},
         "sparse+hodlr+rcm": {"sparsity", "rank", "tol", "max_rank", "rcm_pattern"},
         "sparse+hss+rcm": {"sparsity", "tol", "max_rank", "rcm_pattern"},
     }[method]
     unknown = set(params) - allowed
     if unknown:
-        raise ValueError(f"method {method!r} does not take {', '.join(sorted(unknown))}; "
-                         f"it takes {', '.join(sorted(allowed))}")
+        raise ValueError(
+            f"method {method!r} does not take {', '.join(sorted(unknown))}; "
+            f"it takes {', '.join(sorted(allowed))}"
+        )
     if method == "svd":
         need("rank")
         return LowRankMatrix.from_dense(W, **params)
@@ -246,13 +280,20 @@ def _compress_with_params(W, method, leaf_size, seed, rank_decay, min_rank, para
         need("sparsity", "rank")
         return SparsePlusLowRank.from_dense(W, **params)
     if method == "hodlr":
-        return HODLRMatrix.from_dense(W, rank_decay=rank_decay, min_rank=min_rank,
-                                      leaf_size=leaf_size, seed=seed, **params)
+        return HODLRMatrix.from_dense(
+            W, rank_decay=rank_decay, min_rank=min_rank, leaf_size=leaf_size, seed=seed, **params
+        )
     if method == "hss":
         return HSSMatrix.from_dense(W, leaf_size=leaf_size, seed=seed, **params)
     need("sparsity")
     hierarchy = "hss" if "hss" in method else "hodlr"
-    return SparsePlusHSS.from_dense(W, rank_decay=rank_decay, min_rank=min_rank,
-                                    leaf_size=leaf_size, seed=seed, hierarchy=hierarchy,
-                                    permutation="rcm" if method.endswith("rcm") else None,
-                                    **params)
+    return SparsePlusHSS.from_dense(
+        W,
+        rank_decay=rank_decay,
+        min_rank=min_rank,
+        leaf_size=leaf_size,
+        seed=seed,
+        hierarchy=hierarchy,
+        permutation="rcm" if method.endswith("rcm") else None,
+        **params,
+    )

@@ -21,8 +21,10 @@ class _Hierarchical(LinearOperatorMixin):
 
     def __init__(self, impl):
         if type(impl) not in self._kinds.values():
-            raise TypeError(f"use {type(self).__name__}.from_dense(...) or hsslin.load(...) "
-                            f"to create a {type(self).__name__}")
+            raise TypeError(
+                f"use {type(self).__name__}.from_dense(...) or hsslin.load(...) "
+                f"to create a {type(self).__name__}"
+            )
         self._impl = impl
 
     @property
@@ -108,9 +110,16 @@ class HSSMatrix(_Hierarchical):
     _kinds = _HSS
 
     @classmethod
-    def from_dense(cls, A, tol: float = 1e-8, max_rank: int | None = None,
-                   leaf_size: int = 64, seed: int = 0, oversampling: int = 10,
-                   initial_samples: int = 48) -> HSSMatrix:
+    def from_dense(
+        cls,
+        A,
+        tol: float = 1e-8,
+        max_rank: int | None = None,
+        leaf_size: int = 64,
+        seed: int = 0,
+        oversampling: int = 10,
+        initial_samples: int = 48,
+    ) -> HSSMatrix:
         """Compresses a dense matrix to relative Frobenius error about `tol`.
 
         Parameters
@@ -161,8 +170,9 @@ class HSSMatrix(_Hierarchical):
         leaf_size = check_int(leaf_size, "leaf_size", 1)
         oversampling = check_int(oversampling, "oversampling", 2)
         initial_samples = check_int(initial_samples, "initial_samples", 1)
-        impl = _HSS[A.dtype].compress(A, tol, max_rank or 0, leaf_size, oversampling,
-                                      initial_samples, check_seed(seed))
+        impl = _HSS[A.dtype].compress(
+            A, tol, max_rank or 0, leaf_size, oversampling, initial_samples, check_seed(seed)
+        )
         return cls(impl)
 
     @property
@@ -224,9 +234,18 @@ class HODLRMatrix(_Hierarchical):
     _kinds = _HODLR
 
     @classmethod
-    def from_dense(cls, A, tol: float | None = None, rank: int | None = None,
-                   rank_decay: float = 0.5, min_rank: int = 1, max_rank: int | None = None,
-                   leaf_size: int = 64, power_iterations: int = 2, seed: int = 0) -> HODLRMatrix:
+    def from_dense(
+        cls,
+        A,
+        tol: float | None = None,
+        rank: int | None = None,
+        rank_decay: float = 0.5,
+        min_rank: int = 1,
+        max_rank: int | None = None,
+        leaf_size: int = 64,
+        power_iterations: int = 2,
+        seed: int = 0,
+    ) -> HODLRMatrix:
         """Compresses a dense matrix to a tolerance or to a rank schedule.
 
         Parameters
@@ -267,15 +286,19 @@ class HODLRMatrix(_Hierarchical):
             tol = 1e-8
         tol = check_tol(tol) if tol is not None else 0.0
         rank = check_int(rank, "rank", 1, allow_none=True) or 0
-        if isinstance(rank_decay, bool) or not isinstance(rank_decay, (int, float)) or not (
-                0.0 < float(rank_decay) <= 1.0):
+        if (
+            isinstance(rank_decay, bool)
+            or not isinstance(rank_decay, (int, float))
+            or not (0.0 < float(rank_decay) <= 1.0)
+        ):
             raise ValueError(f"rank_decay must be in (0, 1], got {rank_decay!r}")
         min_rank = check_int(min_rank, "min_rank", 1)
         max_rank = check_int(max_rank, "max_rank", 1, allow_none=True) or 0
         leaf_size = check_int(leaf_size, "leaf_size", 1)
         power_iterations = check_int(power_iterations, "power_iterations", 0)
-        impl = _HODLR[A.dtype].compress(A, tol, rank, float(rank_decay), min_rank, max_rank,
-                                        leaf_size, power_iterations, check_seed(seed))
+        impl = _HODLR[A.dtype].compress(
+            A, tol, rank, float(rank_decay), min_rank, max_rank, leaf_size, power_iterations, check_seed(seed)
+        )
         return cls(impl)
 
     @property

@@ -34,8 +34,10 @@ class LowRankMatrix(LinearOperatorMixin):
         U = np.ascontiguousarray(U)
         V = np.ascontiguousarray(V)
         if U.ndim != 2 or V.ndim != 2 or U.shape[1] != V.shape[1] or U.dtype != V.dtype:
-            raise ValueError(f"U and V must be 2-D of one dtype with equal column counts, got "
-                             f"{U.shape} {U.dtype} and {V.shape} {V.dtype}")
+            raise ValueError(
+                f"U and V must be 2-D of one dtype with equal column counts, got "
+                f"{U.shape} {U.dtype} and {V.shape} {V.dtype}"
+            )
         self.U, self.V = U, V
 
     @classmethod
@@ -108,8 +110,9 @@ class SparsePlusLowRank(LinearOperatorMixin):
         self.S, self.L = S, L
 
     @classmethod
-    def from_dense(cls, W, sparsity: float, rank: int, iterations: int = 1,
-                   per_row: bool = False) -> SparsePlusLowRank:
+    def from_dense(
+        cls, W, sparsity: float, rank: int, iterations: int = 1, per_row: bool = False
+    ) -> SparsePlusLowRank:
         from ._sparse import CSRMatrix
 
         W = as_float_matrix(W, "W")

@@ -94,8 +94,14 @@ class LinearOperatorMixin:
         """Returns a ``scipy.sparse.linalg.LinearOperator`` backed by this object."""
         from scipy.sparse.linalg import LinearOperator
 
-        return LinearOperator(self.shape, matvec=self.matvec, rmatvec=self.rmatvec,
-                              matmat=self.matmat, rmatmat=self.rmatmat, dtype=self.dtype)
+        return LinearOperator(
+            self.shape,
+            matvec=self.matvec,
+            rmatvec=self.rmatvec,
+            matmat=self.matmat,
+            rmatmat=self.rmatmat,
+            dtype=self.dtype,
+        )
 
     # -- sizes and accuracy ---------------------------------------------
     @property
@@ -120,8 +126,10 @@ class LinearOperatorMixin:
 
     def __repr__(self) -> str:
         m, n = self.shape
-        return (f"<{m}x{n} {type(self).__name__} of dtype {self.dtype}, "
-                f"{self.nbytes} bytes ({100.0 / self.compression_ratio:.2f}% of dense)>")
+        return (
+            f"<{m}x{n} {type(self).__name__} of dtype {self.dtype}, "
+            f"{self.nbytes} bytes ({100.0 / self.compression_ratio:.2f}% of dense)>"
+        )
 
 
 class TransposedOperator(LinearOperatorMixin):

@@ -20,6 +20,5 @@ def register_container(kind: int, cls) -> None:
 
 def lookup(kind: int):
     if kind not in _LOADERS:
-        raise ValueError(f"file holds an object of unknown kind {kind}; "
-                         "was it written by a newer hsslin?")
+        raise ValueError(f"file holds an object of unknown kind {kind}; was it written by a newer hsslin?")
     return _LOADERS[kind]

@@ -75,11 +75,21 @@ class SparsePlusHSS(LinearOperatorMixin):
         self.meta = dict(meta or {})
 
     @classmethod
-    def from_dense(cls, W, sparsity: float = 0.1, rank: int | None = None,
-                   rank_decay: float = 0.5, leaf_size: int = 64, tol: float | None = None,
-                   permutation: str | None = "rcm", hierarchy: str = "hodlr",
-                   rcm_pattern: str = "residual", min_rank: int = 1,
-                   max_rank: int | None = None, seed: int = 0) -> SparsePlusHSS:
+    def from_dense(
+        cls,
+        W,
+        sparsity: float = 0.1,
+        rank: int | None = None,
+        rank_decay: float = 0.5,
+        leaf_size: int = 64,
+        tol: float | None = None,
+        permutation: str | None = "rcm",
+        hierarchy: str = "hodlr",
+        rcm_pattern: str = "residual",
+        min_rank: int = 1,
+        max_rank: int | None = None,
+        seed: int = 0,
+    ) -> SparsePlusHSS:
         """Splits W into its heaviest entries plus a permuted hierarchical residual.
 
         Parameters
@@ -128,15 +138,30 @@ class SparsePlusHSS(LinearOperatorMixin):
             R = R[np.ix_(row_perm, col_perm)]
         R = np.ascontiguousarray(R)
         if hierarchy == "hss":
-            H = HSSMatrix.from_dense(R, tol=1e-8 if tol is None else tol, max_rank=max_rank,
-                                     leaf_size=leaf_size, seed=seed)
+            H = HSSMatrix.from_dense(
+                R, tol=1e-8 if tol is None else tol, max_rank=max_rank, leaf_size=leaf_size, seed=seed
+            )
         else:
-            H = HODLRMatrix.from_dense(R, tol=tol, rank=rank, rank_decay=rank_decay,
-                                       min_rank=min_rank, max_rank=max_rank,
-                                       leaf_size=leaf_size, seed=seed)
-        meta = {"sparsity": sparsity, "rank": rank, "rank_decay": rank_decay, "tol": tol,
-                "permutation": permutation, "hierarchy": hierarchy, "rcm_pattern": rcm_pattern,
-                "leaf_size": leaf_size}
+            H = HODLRMatrix.from_dense(
+                R,
+                tol=tol,
+                rank=rank,
+                rank_decay=rank_decay,
+                min_rank=min_rank,
+                max_rank=max_rank,
+                leaf_size=leaf_size,
+                seed=seed,
+            )
+        meta = {
+            "sparsity": sparsity,
+            "rank": rank,
+            "rank_decay": rank_decay,
+            "tol": tol,
+            "permutation": permutation,
+            "hierarchy": hierarchy,
+            "rcm_pattern": rcm_pattern,
+            "leaf_size": leaf_size,
+        }
         return cls(S, H, row_perm, col_perm, meta)
 
     @property
@@ -179,15 +204,21 @@ class SparsePlusHSS(LinearOperatorMixin):
         arrays = {}
         if self.row_perm is not None:
             arrays = {"row_perm": self.row_perm, "col_perm": self.col_perm}
-        return write_container(7, self.dtype, arrays,
-                               {"S": self.S.to_bytes(), "H": self.H.to_bytes()}, self.meta)
+        return write_container(
+            7, self.dtype, arrays, {"S": self.S.to_bytes(), "H": self.H.to_bytes()}, self.meta
+        )
 
     @classmethod
     def _from_container(cls, arrays, blobs, meta=None):
         from ._hierarchical import _from_bytes
 
-        return cls(_from_bytes(blobs["S"]), _from_bytes(blobs["H"]), arrays.get("row_perm"),
-                   arrays.get("col_perm"), meta)
+        return cls(
+            _from_bytes(blobs["S"]),
+            _from_bytes(blobs["H"]),
+            arrays.get("row_perm"),
+            arrays.get("col_perm"),
+            meta,
+        )
 
     def save(self, path) -> None:
         with open(path, "wb") as f:

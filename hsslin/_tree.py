@@ -38,8 +38,9 @@ def scheduled_rank(rank: int, rank_decay: float, min_rank: int, level: int) -> i
     return max(min_rank, int(math.floor(r + 0.5)))
 
 
-def hodlr_nbytes(m: int, n: int, leaf_size: int, rank: int, rank_decay: float,
-                 min_rank: int, itemsize: int) -> int:
+def hodlr_nbytes(
+    m: int, n: int, leaf_size: int, rank: int, rank_decay: float, min_rank: int, itemsize: int
+) -> int:
     """Bytes a HODLRMatrix built with this schedule stores (same count as nbytes)."""
     levels = tree_levels(m, n, leaf_size)
     nodes = tree_nodes(m, n, levels)

@@ -21,8 +21,9 @@ def as_float_matrix(A, name: str = "A", dtype=None) -> np.ndarray:
     TypeError. A view is returned without copying when `A` already fits.
     """
     if hasattr(A, "toarray") and not isinstance(A, np.ndarray):
-        raise TypeError(f"{name} must be a dense array; got sparse {type(A).__name__} "
-                        "(call .toarray() first)")
+        raise TypeError(
+            f"{name} must be a dense array; got sparse {type(A).__name__} (call .toarray() first)"
+        )
     arr = np.asarray(A)
     if arr.dtype == object:
         raise TypeError(f"{name} must be a numeric array, got dtype object")
@@ -98,7 +99,8 @@ def as_operand(x, n: int, dtype: np.dtype, name: str = "x", op: str = "H") -> np
         if arr.dtype == np.float64 and dtype == np.float32:
             raise ValueError(
                 f"{name} has dtype float64 but {op} is float32; convert {name} with "
-                f"{name}.astype(np.float32), or build {op} from float64 data")
+                f"{name}.astype(np.float32), or build {op} from float64 data"
+            )
         arr = arr.astype(dtype)
     if arr.ndim not in (1, 2) or arr.shape[0] != n:
         raise ValueError(f"{name} has shape {arr.shape}, expected ({n},) or ({n}, k)")

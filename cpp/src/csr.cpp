@@ -55,8 +55,8 @@ void row_times_block(const T* v, const std::int32_t* idx, std::int64_t begin, st
 }
 
 template <class T>
-void row_times_block_any(const T* v, const std::int32_t* idx, std::int64_t begin,
-                         std::int64_t end, const T* X, Index ldx, Index w, T* out) {
+void row_times_block_any(const T* v, const std::int32_t* idx, std::int64_t begin, std::int64_t end,
+                         const T* X, Index ldx, Index w, T* out) {
   T acc[kBlock] = {};
   for (std::int64_t p = begin; p < end; ++p) {
     const T a = v[p];
@@ -80,8 +80,8 @@ void scatter_block(const T* v, const std::int32_t* idx, std::int64_t begin, std:
 }
 
 template <class T>
-void scatter_block_any(const T* v, const std::int32_t* idx, std::int64_t begin,
-                       std::int64_t end, const T* x, T* buf, Index ldb, Index w) {
+void scatter_block_any(const T* v, const std::int32_t* idx, std::int64_t begin, std::int64_t end,
+                       const T* x, T* buf, Index ldb, Index w) {
   for (std::int64_t p = begin; p < end; ++p) {
     const T a = v[p];
     T* br = buf + Index(idx[p]) * ldb;
@@ -104,10 +104,9 @@ std::vector<T> pack_row_major(const DenseView<const T>& X) {
 template <class T>
 void CSRMatrix<T>::validate(Index rows, Index cols, Index nnz, const StorageIndex* indices,
                             const Offset* indptr) {
-  HSSLIN_CHECK(rows >= 0 && cols >= 0, "shape must be non-negative, got (", rows, ", ", cols,
-               ")");
-  HSSLIN_CHECK(cols <= Index(std::numeric_limits<StorageIndex>::max()),
-               "cols = ", cols, " does not fit int32 column indices");
+  HSSLIN_CHECK(rows >= 0 && cols >= 0, "shape must be non-negative, got (", rows, ", ", cols, ")");
+  HSSLIN_CHECK(cols <= Index(std::numeric_limits<StorageIndex>::max()), "cols = ", cols,
+               " does not fit int32 column indices");
   HSSLIN_CHECK(indptr[0] == 0, "indptr[0] must be 0, got ", indptr[0]);
   for (Index i = 0; i < rows; ++i)
     HSSLIN_CHECK(indptr[i + 1] >= indptr[i], "indptr must be non-decreasing: indptr[", i + 1,
@@ -291,13 +290,12 @@ void CSRMatrix<T>::multiply_transposed(const T* X, Index ldx, Index k,
 }
 
 template <class T>
-void CSRMatrix<T>::apply(const DenseView<const T>& X, const DenseView<T>& Y,
-                         bool transpose) const {
+void CSRMatrix<T>::apply(const DenseView<const T>& X, const DenseView<T>& Y, bool transpose) const {
   const Index in_rows = transpose ? rows_ : cols_;
   const Index out_rows = transpose ? cols_ : rows_;
   HSSLIN_CHECK(X.rows == in_rows, "x has ", X.rows, " rows, expected ", in_rows);
-  HSSLIN_CHECK(Y.rows == out_rows && Y.cols == X.cols, "y is ", Y.rows, "x", Y.cols,
-               ", expected ", out_rows, "x", X.cols);
+  HSSLIN_CHECK(Y.rows == out_rows && Y.cols == X.cols, "y is ", Y.rows, "x", Y.cols, ", expected ",
+               out_rows, "x", X.cols);
   const Index k = X.cols;
   if (out_rows == 0 || k == 0) return;
   // The kernels read X as row-major with unit stride along the k columns
@@ -365,9 +363,9 @@ CSRMatrix<T> CSRMatrix<T>::deserialize(const std::string& blob) {
   auto indices = r.get_array<StorageIndex>(nnz);
   auto values = r.get_array<T>(nnz);
   r.expect_end();
-  HSSLIN_CHECK(Index(indptr.size()) == m + 1 && Index(indices.size()) == nnz &&
-                   Index(values.size()) == nnz,
-               "corrupted file: array lengths do not match the header");
+  HSSLIN_CHECK(
+      Index(indptr.size()) == m + 1 && Index(indices.size()) == nnz && Index(values.size()) == nnz,
+      "corrupted file: array lengths do not match the header");
   return CSRMatrix(m, n, std::move(values), std::move(indices), std::move(indptr));
 }
 

@@ -32,10 +32,12 @@ void HODLRMatrix<T>::apply_impl(const XMap& X, YMap& Y) const {
     return from_right ? ClusterTree::right(i) : ClusterTree::left(i);
   };
   auto in_range = [&](const ClusterNode& c) {
-    return Transpose ? std::make_pair(c.row_begin, c.rows()) : std::make_pair(c.col_begin, c.cols());
+    return Transpose ? std::make_pair(c.row_begin, c.rows())
+                     : std::make_pair(c.col_begin, c.cols());
   };
   auto out_range = [&](const ClusterNode& c) {
-    return Transpose ? std::make_pair(c.col_begin, c.cols()) : std::make_pair(c.row_begin, c.rows());
+    return Transpose ? std::make_pair(c.col_begin, c.cols())
+                     : std::make_pair(c.row_begin, c.rows());
   };
   std::vector<Index> toff(size_t(2 * inner) + 1, 0);
   for (Index b = 0; b < 2 * inner; ++b) {
@@ -48,13 +50,16 @@ void HODLRMatrix<T>::apply_impl(const XMap& X, YMap& Y) const {
   };
   const bool parallel = double(nbytes()) / sizeof(T) * double(k) > kParallelEntries;
 
-  parallel_for(0, 2 * inner, [&](Index b) {
-    const Block& blk = block(b);
-    if (blk.is_dense || blk.U.cols() == 0) return;
-    const auto [ib, ic] = in_range(tree.node(in_node(b)));
-    const Matrix<T>& W = Transpose ? blk.U : blk.V;
-    t_of(b, W.cols()).noalias() = W.transpose() * X.middleRows(ib, ic);
-  }, parallel);
+  parallel_for(
+      0, 2 * inner,
+      [&](Index b) {
+        const Block& blk = block(b);
+        if (blk.is_dense || blk.U.cols() == 0) return;
+        const auto [ib, ic] = in_range(tree.node(in_node(b)));
+        const Matrix<T>& W = Transpose ? blk.U : blk.V;
+        t_of(b, W.cols()).noalias() = W.transpose() * X.middleRows(ib, ic);
+      },
+      parallel);
 
   struct Item {
     Index leaf, begin, count;
@@ -62,50 +67,60 @@ void HODLRMatrix<T>::apply_impl(const XMap& X, YMap& Y) const {
   std::vector<Item> items;
   for (Index i = tree.leaf_begin(); i < tree.leaf_end(); ++i) {
     const auto [ob, oc] = out_range(tree.node(i));
-    for (Index r = 0; r < oc; r += kChunkRows) items.push_back({i, ob + r, std::min(kChunkRows, oc - r)});
+    for (Index r = 0; r < oc; r += kChunkRows)
+      items.push_back({i, ob + r, std::min(kChunkRows, oc - r)});
   }
-  parallel_for(0, Index(items.size()), [&](Index t) {
-    const Item& it = items[size_t(t)];
-    const ClusterNode& leaf = tree.node(it.leaf);
-    auto y = Y.middleRows(it.begin, it.count);
-    const auto [ib, ic] = in_range(leaf);
-    const Index lo = it.begin - out_range(leaf).first;
-    const Matrix<T>& D = nodes_[size_t(it.leaf)].D;
-    if (ic == 0) y.setZero();
-    else if constexpr (Transpose) y.noalias() = D.middleCols(lo, it.count).transpose() * X.middleRows(ib, ic);
-    else y.noalias() = D.middleRows(lo, it.count) * X.middleRows(ib, ic);
-    // Ancestors: the block whose output side contains this leaf at each level.
-    for (Index child = it.leaf; child > 0; child = (child - 1) / 2) {
-      const Index parent = (child - 1) / 2;
-      const bool is_left = child == ClusterTree::left(parent);
-      // Output rows of the left child come from B12 (A) or B21 (A^T).
-      const bool lower = Transpose ? is_left : !is_left;
-      const Index b = 2 * parent + (lower ? 1 : 0);
-      const Block& blk = block(b);
-      const Index off = it.begin - out_range(tree.node(child)).first;
-      if (blk.is_dense) {
-        const auto [jb, jc] = in_range(tree.node(in_node(b)));
-        if (jc == 0) continue;
-        if constexpr (Transpose)
-          y.noalias() += blk.dense.middleCols(off, it.count).transpose() * X.middleRows(jb, jc);
+  parallel_for(
+      0, Index(items.size()),
+      [&](Index t) {
+        const Item& it = items[size_t(t)];
+        const ClusterNode& leaf = tree.node(it.leaf);
+        auto y = Y.middleRows(it.begin, it.count);
+        const auto [ib, ic] = in_range(leaf);
+        const Index lo = it.begin - out_range(leaf).first;
+        const Matrix<T>& D = nodes_[size_t(it.leaf)].D;
+        if (ic == 0)
+          y.setZero();
+        else if constexpr (Transpose)
+          y.noalias() = D.middleCols(lo, it.count).transpose() * X.middleRows(ib, ic);
         else
-          y.noalias() += blk.dense.middleRows(off, it.count) * X.middleRows(jb, jc);
-      } else if (blk.U.cols() > 0) {
-        const Matrix<T>& W = Transpose ? blk.V : blk.U;
-        y.noalias() += W.middleRows(off, it.count) * t_of(b, W.cols());
-      }
-    }
-  }, parallel);
+          y.noalias() = D.middleRows(lo, it.count) * X.middleRows(ib, ic);
+        // Ancestors: the block whose output side contains this leaf at each level.
+        for (Index child = it.leaf; child > 0; child = (child - 1) / 2) {
+          const Index parent = (child - 1) / 2;
+          const bool is_left = child == ClusterTree::left(parent);
+          // Output rows of the left child come from B12 (A) or B21 (A^T).
+          const bool lower = Transpose ? is_left : !is_left;
+          const Index b = 2 * parent + (lower ? 1 : 0);
+          const Block& blk = block(b);
+          const Index off = it.begin - out_range(tree.node(child)).first;
+          if (blk.is_dense) {
+            const auto [jb, jc] = in_range(tree.node(in_node(b)));
+            if (jc == 0) continue;
+            if constexpr (Transpose)
+              y.noalias() += blk.dense.middleCols(off, it.count).transpose() * X.middleRows(jb, jc);
+            else
+              y.noalias() += blk.dense.middleRows(off, it.count) * X.middleRows(jb, jc);
+          } else if (blk.U.cols() > 0) {
+            const Matrix<T>& W = Transpose ? blk.V : blk.U;
+            y.noalias() += W.middleRows(off, it.count) * t_of(b, W.cols());
+          }
+        }
+      },
+      parallel);
 }
 
 template <class T>
-void HODLRMatrix<T>::apply(const DenseView<const T>& X, const DenseView<T>& Y, bool transpose) const {
+void HODLRMatrix<T>::apply(const DenseView<const T>& X, const DenseView<T>& Y,
+                           bool transpose) const {
   HSSLIN_CHECK(X.rows == (transpose ? rows() : cols()) && Y.rows == (transpose ? cols() : rows()) &&
                    X.cols == Y.cols,
                "apply: operand shapes do not match the ", rows(), "x", cols(), " matrix");
   auto run = [&](const auto& Xm, auto& Ym) {
-    if (transpose) apply_impl<true>(Xm, Ym);
-    else apply_impl<false>(Xm, Ym);
+    if (transpose)
+      apply_impl<true>(Xm, Ym);
+    else
+      apply_impl<false>(Xm, Ym);
   };
   auto with_y = [&](const auto& Xm) {
     if (Y.row_major()) {
@@ -117,10 +132,12 @@ void HODLRMatrix<T>::apply(const DenseView<const T>& X, const DenseView<T>& Y, b
     }
   };
   if (X.row_major()) {
-    ConstRowMap<T> Xm(X.data, X.rows, X.cols, Eigen::OuterStride<>(std::max<Index>(X.row_stride, 1)));
+    ConstRowMap<T> Xm(X.data, X.rows, X.cols,
+                      Eigen::OuterStride<>(std::max<Index>(X.row_stride, 1)));
     with_y(Xm);
   } else {
-    ConstColMap<T> Xm(X.data, X.rows, X.cols, Eigen::OuterStride<>(std::max<Index>(X.col_stride, 1)));
+    ConstColMap<T> Xm(X.data, X.rows, X.cols,
+                      Eigen::OuterStride<>(std::max<Index>(X.col_stride, 1)));
     with_y(Xm);
   }
 }
@@ -159,9 +176,9 @@ Index HODLRMatrix<T>::nbytes() const {
          matrices * (2 * Index(sizeof(Index)) + 1) + 64;
 }
 
-#define HSSLIN_INSTANTIATE_HODLR_APPLY(T)                                                       \
+#define HSSLIN_INSTANTIATE_HODLR_APPLY(T)                                                          \
   template void HODLRMatrix<T>::apply(const DenseView<const T>&, const DenseView<T>&, bool) const; \
-  template void HODLRMatrix<T>::to_dense(T*, bool) const;                                       \
+  template void HODLRMatrix<T>::to_dense(T*, bool) const;                                          \
   template Index HODLRMatrix<T>::nbytes() const;
 HSSLIN_INSTANTIATE_HODLR_APPLY(float)
 HSSLIN_INSTANTIATE_HODLR_APPLY(double)

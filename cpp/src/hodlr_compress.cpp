@@ -30,26 +30,31 @@ HODLRMatrix<T> HODLRMatrix<T>::compress(const ConstRowMap<T>& A, const HODLROpti
   // One task per off-diagonal block: 2 * (inner node) + (0: B12, 1: B21).
   const Index inner = tree.leaf_begin();
   std::vector<double> errors(size_t(2 * inner), 0.0);
-  parallel_for(0, 2 * inner, [&](Index task) {
-    const Index i = task / 2;
-    const bool lower = task % 2 == 1;
-    const ClusterNode& a = tree.node(ClusterTree::left(i));
-    const ClusterNode& b = tree.node(ClusterTree::right(i));
-    const ClusterNode& rows = lower ? b : a;
-    const ClusterNode& cols = lower ? a : b;
-    const T* origin = rows.rows() > 0 && cols.cols() > 0 ? A.data() + rows.row_begin * A.outerStride() + cols.col_begin : A.data();
-    ConstRowMap<T> block(origin, rows.rows(), cols.cols(),
-                         Eigen::OuterStride<>(A.outerStride()));
-    const int level = ClusterTree::level_of(i) + 1;
-    const Index rank = options.rank() > 0 ? options.scheduled_rank(level) : 0;
-    const double share = double(rows.rows()) * double(cols.cols()) / offdiag_entries;
-    const double abs_tol = options.tol() * std::sqrt(norm2 * share);
-    Block blk = low_rank_approximation<T>(block, rank, abs_tol, options.max_rank(),
-                                          options.power_iterations(),
-                                          options.seed() * 1000003ULL + std::uint64_t(task));
-    errors[size_t(task)] = blk.error;
-    (lower ? H.nodes_[size_t(i)].B21 : H.nodes_[size_t(i)].B12) = std::move(blk);
-  }, inner >= 1 && A.rows() * A.cols() >= 4096);
+  parallel_for(
+      0, 2 * inner,
+      [&](Index task) {
+        const Index i = task / 2;
+        const bool lower = task % 2 == 1;
+        const ClusterNode& a = tree.node(ClusterTree::left(i));
+        const ClusterNode& b = tree.node(ClusterTree::right(i));
+        const ClusterNode& rows = lower ? b : a;
+        const ClusterNode& cols = lower ? a : b;
+        const T* origin = rows.rows() > 0 && cols.cols() > 0
+                              ? A.data() + rows.row_begin * A.outerStride() + cols.col_begin
+                              : A.data();
+        ConstRowMap<T> block(origin, rows.rows(), cols.cols(),
+                             Eigen::OuterStride<>(A.outerStride()));
+        const int level = ClusterTree::level_of(i) + 1;
+        const Index rank = options.rank() > 0 ? options.scheduled_rank(level) : 0;
+        const double share = double(rows.rows()) * double(cols.cols()) / offdiag_entries;
+        const double abs_tol = options.tol() * std::sqrt(norm2 * share);
+        Block blk = low_rank_approximation<T>(block, rank, abs_tol, options.max_rank(),
+                                              options.power_iterations(),
+                                              options.seed() * 1000003ULL + std::uint64_t(task));
+        errors[size_t(task)] = blk.error;
+        (lower ? H.nodes_[size_t(i)].B21 : H.nodes_[size_t(i)].B12) = std::move(blk);
+      },
+      inner >= 1 && A.rows() * A.cols() >= 4096);
   for (Index i = tree.leaf_begin(); i < tree.leaf_end(); ++i) {
     const ClusterNode& c = tree.node(i);
     H.nodes_[size_t(i)].D = A.block(c.row_begin, c.col_begin, c.rows(), c.cols());
@@ -68,16 +73,16 @@ HODLRMatrix<T> HODLRMatrix<T>::from_parts(ClusterTree tree, std::vector<Node> no
   H.nodes_ = std::move(nodes);
   H.options_ = options;
   H.error_ = error;
-  HSSLIN_CHECK(Index(H.nodes_.size()) == H.tree_.size(), "HODLR parts: expected ",
-               H.tree_.size(), " nodes, got ", H.nodes_.size());
+  HSSLIN_CHECK(Index(H.nodes_.size()) == H.tree_.size(), "HODLR parts: expected ", H.tree_.size(),
+               " nodes, got ", H.nodes_.size());
   H.check_structure();
   return H;
 }
 
-#define HSSLIN_INSTANTIATE_HODLR_COMPRESS(T)                                                 \
-  template HODLRMatrix<T> HODLRMatrix<T>::compress(const ConstRowMap<T>&, const HODLROptions&); \
-  template HODLRMatrix<T> HODLRMatrix<T>::from_parts(ClusterTree, std::vector<Node>,         \
-                                                     HODLROptions, double);
+#define HSSLIN_INSTANTIATE_HODLR_COMPRESS(T)                                                       \
+  template HODLRMatrix<T> HODLRMatrix<T>::compress(const ConstRowMap<T>&, const HODLROptions&);    \
+  template HODLRMatrix<T> HODLRMatrix<T>::from_parts(ClusterTree, std::vector<Node>, HODLROptions, \
+                                                     double);
 HSSLIN_INSTANTIATE_HODLR_COMPRESS(float)
 HSSLIN_INSTANTIATE_HODLR_COMPRESS(double)
 

@@ -61,8 +61,8 @@ std::string HODLRMatrix<T>::serialize() const {
 template <class T>
 HODLRMatrix<T> HODLRMatrix<T>::deserialize(const std::string& blob) {
   ByteReader r(blob, ObjectKind::HODLR);
-  HSSLIN_CHECK(r.scalar_size() == sizeof(T), "file holds ", r.scalar_size() == 4 ? "float32" : "float64",
-               " values");
+  HSSLIN_CHECK(r.scalar_size() == sizeof(T), "file holds ",
+               r.scalar_size() == 4 ? "float32" : "float64", " values");
   const auto m = r.get<std::int64_t>();
   const auto n = r.get<std::int64_t>();
   const auto levels = r.get<std::int32_t>();
@@ -119,7 +119,8 @@ void HODLRMatrix<T>::check_structure() const {
       } else {
         HSSLIN_CHECK(blk.U.rows() == rows && blk.V.rows() == cols && blk.U.cols() == blk.V.cols(),
                      "node ", i, ": factors of ", name, " are ", blk.U.rows(), "x", blk.U.cols(),
-                     " and ", blk.V.rows(), "x", blk.V.cols(), " for a ", rows, "x", cols, " block");
+                     " and ", blk.V.rows(), "x", blk.V.cols(), " for a ", rows, "x", cols,
+                     " block");
       }
     };
     check(nd.B12, a.rows(), b.cols(), "B12");

@@ -18,7 +18,7 @@ constexpr Index kChunkRows = 256;  // rows per work item in a large leaf
 // Below this many stored entries times right-hand sides the products run on
 // one thread: waking a second thread costs more than it saves, and on a
 // machine whose BLAS threads are still spinning it can cost milliseconds.
-constexpr double kParallelEntries = 1 << 22;
+constexpr double kParallelEntries = 1 << 17;
 constexpr Index kPrefetchItems = 2;  // items ahead whose factors are requested
 
 template <class M>
@@ -52,11 +52,16 @@ void HSSMatrix<T>::pack(std::vector<Node>&& nodes) {
   auto factor = [&](Index i, Factor f) -> Matrix<T>& {
     Node& n = nodes[size_t(i)];
     switch (f) {
-      case kD: return n.D;
-      case kU: return n.U;
-      case kV: return n.V;
-      case kB12: return n.B12;
-      default: return n.B21;
+      case kD:
+        return n.D;
+      case kU:
+        return n.U;
+      case kV:
+        return n.V;
+      case kB12:
+        return n.B12;
+      default:
+        return n.B21;
     }
   };
   constexpr Index kAlign = 64 / Index(sizeof(T));
@@ -102,10 +107,12 @@ void HSSMatrix<T>::apply_impl(const XMap& X, YMap& Y) const {
     return RowMap<T>(yws.data() + yoff[size_t(i)] * k, count, k, Eigen::OuterStride<>(k));
   };
   auto in_range = [&](const ClusterNode& c) {
-    return Transpose ? std::make_pair(c.row_begin, c.rows()) : std::make_pair(c.col_begin, c.cols());
+    return Transpose ? std::make_pair(c.row_begin, c.rows())
+                     : std::make_pair(c.col_begin, c.cols());
   };
   auto out_range = [&](const ClusterNode& c) {
-    return Transpose ? std::make_pair(c.col_begin, c.cols()) : std::make_pair(c.row_begin, c.rows());
+    return Transpose ? std::make_pair(c.col_begin, c.cols())
+                     : std::make_pair(c.row_begin, c.rows());
   };
 
   // Work items of the leaf sweeps: (leaf, first output row, row count).
@@ -129,33 +136,39 @@ void HSSMatrix<T>::apply_impl(const XMap& X, YMap& Y) const {
 
   // Sweep 1: diagonal blocks, fused with the leaf's input projection in the
   // leaf's first chunk (x(J) is then still in cache).
-  parallel_for(0, Index(items.size()), [&](Index t) {
-    const Item& it = items[size_t(t)];
-    if (t + kPrefetchItems < Index(items.size())) {
-      const Index ahead = items[size_t(t + kPrefetchItems)].leaf;
-      prefetch(D(ahead), 1 << 16);
-      prefetch(in_basis(ahead), 1 << 16);
-    }
-    const ClusterNode& c = tree.node(it.leaf);
-    const auto [ib, ic] = in_range(c);
-    const auto [ob, oc] = out_range(c);
-    if (has_tree && it.begin == ob) {
-      const auto W = in_basis(it.leaf);
-      auto xi = xhat(it.leaf, W.cols());
-      if (ic == 0) xi.setZero();
-      else xi.noalias() = W.transpose() * X.middleRows(ib, ic);
-    }
-    auto yblock = Y.middleRows(it.begin, it.count);
-    if (ic == 0 || it.count == 0) {
-      yblock.setZero();
-      return;
-    }
-    const auto Dl = D(it.leaf);
-    if constexpr (Transpose)
-      yblock.noalias() = Dl.middleCols(it.begin - ob, it.count).transpose() * X.middleRows(ib, ic);
-    else
-      yblock.noalias() = Dl.middleRows(it.begin - ob, it.count) * X.middleRows(ib, ic);
-  }, parallel);
+  parallel_for(
+      0, Index(items.size()),
+      [&](Index t) {
+        const Item& it = items[size_t(t)];
+        if (t + kPrefetchItems < Index(items.size())) {
+          const Index ahead = items[size_t(t + kPrefetchItems)].leaf;
+          prefetch(D(ahead), 1 << 16);
+          prefetch(in_basis(ahead), 1 << 16);
+        }
+        const ClusterNode& c = tree.node(it.leaf);
+        const auto [ib, ic] = in_range(c);
+        const auto [ob, oc] = out_range(c);
+        if (has_tree && it.begin == ob) {
+          const auto W = in_basis(it.leaf);
+          auto xi = xhat(it.leaf, W.cols());
+          if (ic == 0)
+            xi.setZero();
+          else
+            xi.noalias() = W.transpose() * X.middleRows(ib, ic);
+        }
+        auto yblock = Y.middleRows(it.begin, it.count);
+        if (ic == 0 || it.count == 0) {
+          yblock.setZero();
+          return;
+        }
+        const auto Dl = D(it.leaf);
+        if constexpr (Transpose)
+          yblock.noalias() =
+              Dl.middleCols(it.begin - ob, it.count).transpose() * X.middleRows(ib, ic);
+        else
+          yblock.noalias() = Dl.middleRows(it.begin - ob, it.count) * X.middleRows(ib, ic);
+      },
+      parallel);
   if (!has_tree) return;
 
   // Upward pass through the inner levels.
@@ -189,16 +202,19 @@ void HSSMatrix<T>::apply_impl(const XMap& X, YMap& Y) const {
     }
   }
   // Sweep 2: leaves add their basis times yhat.
-  parallel_for(0, Index(items.size()), [&](Index t) {
-    const Item& it = items[size_t(t)];
-    if (t + kPrefetchItems < Index(items.size()))
-      prefetch(out_basis(items[size_t(t + kPrefetchItems)].leaf), 1 << 16);
-    const auto W = out_basis(it.leaf);
-    if (it.count == 0 || W.cols() == 0) return;
-    const Index ob = out_range(tree.node(it.leaf)).first;
-    Y.middleRows(it.begin, it.count).noalias() +=
-        W.middleRows(it.begin - ob, it.count) * yhat(it.leaf, W.cols());
-  }, parallel);
+  parallel_for(
+      0, Index(items.size()),
+      [&](Index t) {
+        const Item& it = items[size_t(t)];
+        if (t + kPrefetchItems < Index(items.size()))
+          prefetch(out_basis(items[size_t(t + kPrefetchItems)].leaf), 1 << 16);
+        const auto W = out_basis(it.leaf);
+        if (it.count == 0 || W.cols() == 0) return;
+        const Index ob = out_range(tree.node(it.leaf)).first;
+        Y.middleRows(it.begin, it.count).noalias() +=
+            W.middleRows(it.begin - ob, it.count) * yhat(it.leaf, W.cols());
+      },
+      parallel);
 }
 
 template <class T>
@@ -207,9 +223,9 @@ void HSSMatrix<T>::apply_dense_transpose(const XMap& X, YMap& Y) const {
   const auto A = D(0);
   const Index m = A.rows(), n = A.cols(), k = X.cols();
   const bool parallel = double(A.size()) * double(k) > kParallelEntries;
-  const Index parts = parallel ? std::min<Index>((m + kChunkRows - 1) / kChunkRows,
-                                                 2 * Index(get_num_threads()))
-                               : 1;
+  const Index parts =
+      parallel ? std::min<Index>((m + kChunkRows - 1) / kChunkRows, 2 * Index(get_num_threads()))
+               : 1;
   if (parts <= 1) {
     Y.noalias() = A.transpose() * X;
     return;
@@ -217,7 +233,8 @@ void HSSMatrix<T>::apply_dense_transpose(const XMap& X, YMap& Y) const {
   std::vector<Matrix<T>> partial(size_t(parts), Matrix<T>(n, k));
   parallel_for(0, parts, [&](Index p) {
     const Index r0 = m * p / parts, r1 = m * (p + 1) / parts;
-    partial[size_t(p)].noalias() = A.middleRows(r0, r1 - r0).transpose() * X.middleRows(r0, r1 - r0);
+    partial[size_t(p)].noalias() =
+        A.middleRows(r0, r1 - r0).transpose() * X.middleRows(r0, r1 - r0);
   });
   Y = partial[0];
   for (Index p = 1; p < parts; ++p) Y += partial[size_t(p)];
@@ -229,8 +246,10 @@ void HSSMatrix<T>::apply(const DenseView<const T>& X, const DenseView<T>& Y, boo
                    X.cols == Y.cols,
                "apply: operand shapes do not match the ", rows(), "x", cols(), " matrix");
   auto run = [&](const auto& Xm, auto& Ym) {
-    if (transpose) apply_impl<true>(Xm, Ym);
-    else apply_impl<false>(Xm, Ym);
+    if (transpose)
+      apply_impl<true>(Xm, Ym);
+    else
+      apply_impl<false>(Xm, Ym);
   };
   auto with_y = [&](const auto& Xm) {
     if (Y.row_major()) {
@@ -242,10 +261,12 @@ void HSSMatrix<T>::apply(const DenseView<const T>& X, const DenseView<T>& Y, boo
     }
   };
   if (X.row_major()) {
-    ConstRowMap<T> Xm(X.data, X.rows, X.cols, Eigen::OuterStride<>(std::max<Index>(X.row_stride, 1)));
+    ConstRowMap<T> Xm(X.data, X.rows, X.cols,
+                      Eigen::OuterStride<>(std::max<Index>(X.row_stride, 1)));
     with_y(Xm);
   } else {
-    ConstColMap<T> Xm(X.data, X.rows, X.cols, Eigen::OuterStride<>(std::max<Index>(X.col_stride, 1)));
+    ConstColMap<T> Xm(X.data, X.rows, X.cols,
+                      Eigen::OuterStride<>(std::max<Index>(X.col_stride, 1)));
     with_y(Xm);
   }
 }
@@ -282,12 +303,12 @@ Index HSSMatrix<T>::col_rank(Index i) const {
   return i == 0 ? -1 : V(i).cols();
 }
 
-#define HSSLIN_INSTANTIATE_HSS_APPLY(T)                                                   \
-  template void HSSMatrix<T>::pack(std::vector<Node>&&);                                  \
+#define HSSLIN_INSTANTIATE_HSS_APPLY(T)                                                          \
+  template void HSSMatrix<T>::pack(std::vector<Node>&&);                                         \
   template void HSSMatrix<T>::apply(const DenseView<const T>&, const DenseView<T>&, bool) const; \
-  template void HSSMatrix<T>::to_dense(T*, bool) const;                                   \
-  template Index HSSMatrix<T>::nbytes() const;                                            \
-  template Index HSSMatrix<T>::row_rank(Index) const;                                     \
+  template void HSSMatrix<T>::to_dense(T*, bool) const;                                          \
+  template Index HSSMatrix<T>::nbytes() const;                                                   \
+  template Index HSSMatrix<T>::row_rank(Index) const;                                            \
   template Index HSSMatrix<T>::col_rank(Index) const;
 HSSLIN_INSTANTIATE_HSS_APPLY(float)
 HSSLIN_INSTANTIATE_HSS_APPLY(double)

@@ -94,7 +94,8 @@ struct HSSMatrix<T>::Build {
     w.saturated = rid.saturated;
     for (Index k : rid.skeleton) w.skel_rows.push_back(w.rows[static_cast<size_t>(k)]);
     w.Yskel.resize(Index(rid.skeleton.size()), samples);
-    for (size_t k = 0; k < rid.skeleton.size(); ++k) w.Yskel.row(Index(k)) = Yloc.row(rid.skeleton[k]);
+    for (size_t k = 0; k < rid.skeleton.size(); ++k)
+      w.Yskel.row(Index(k)) = Yloc.row(rid.skeleton[k]);
     if (symmetric) {
       node.V = node.U;
       w.skel_cols = w.skel_rows;
@@ -111,7 +112,8 @@ struct HSSMatrix<T>::Build {
     w.saturated = w.saturated || cid.saturated;
     for (Index k : cid.skeleton) w.skel_cols.push_back(w.cols[static_cast<size_t>(k)]);
     w.Zskel.resize(Index(cid.skeleton.size()), samples);
-    for (size_t k = 0; k < cid.skeleton.size(); ++k) w.Zskel.row(Index(k)) = Zloc.row(cid.skeleton[k]);
+    for (size_t k = 0; k < cid.skeleton.size(); ++k)
+      w.Zskel.row(Index(k)) = Zloc.row(cid.skeleton[k]);
     w.Omega_c = node.V.transpose() * Om;
     w.Psi_c = node.U.transpose() * Ps;
   }
@@ -130,7 +132,8 @@ struct HSSMatrix<T>::Build {
     for (int l = tree.levels(); l >= 1; --l) {
       const Index begin = ClusterTree::level_begin(l), end = ClusterTree::level_end(l);
       parallel_for(begin, end, [&](Index i) { compress_node(i); }, end - begin >= 4);
-      for (Index i = begin; i < end; ++i) any_saturated = any_saturated || work[size_t(i)].saturated;
+      for (Index i = begin; i < end; ++i)
+        any_saturated = any_saturated || work[size_t(i)].saturated;
     }
     couple_children(0);
   }
@@ -209,7 +212,8 @@ HSSMatrix<T> HSSMatrix<T>::compress(const ConstRowMap<T>& A, const HSSOptions& o
                                            options.max_rank() > 0 ? options.max_rank() + p : 0));
 
   // Construction samples (grown on demand) and held-out probes.
-  const GaussianStream omega_stream(options.seed()), psi_stream(options.seed() ^ 0x5851f42d4c957f2dULL);
+  const GaussianStream omega_stream(options.seed()),
+      psi_stream(options.seed() ^ 0x5851f42d4c957f2dULL);
   Matrix<T> Omega(n, d), Psi, Y, Z;
   omega_stream.fill(Omega);
   Matrix<T> G(n, kHoldout), AG;
@@ -236,8 +240,20 @@ HSSMatrix<T> HSSMatrix<T>::compress(const ConstRowMap<T>& A, const HSSOptions& o
     const Matrix<T>& Ps = H.symmetric_ ? Omega : Psi;
     std::vector<Node> nodes(static_cast<size_t>(H.tree_.size()));
     const double unit = options.tol() * safety / std::sqrt(2.0 * levels);
-    Build build{A,       Omega, Ps, Y,     Zs, d, H.symmetric_, unit * static_cast<double>(Y.norm()),
-                unit * static_cast<double>(Zs.norm()), options, H, nodes, {}, false};
+    Build build{A,
+                Omega,
+                Ps,
+                Y,
+                Zs,
+                d,
+                H.symmetric_,
+                unit * static_cast<double>(Y.norm()),
+                unit * static_cast<double>(Zs.norm()),
+                options,
+                H,
+                nodes,
+                {},
+                false};
     build.run();
 
     if (build.any_saturated && d < max_samples) {
@@ -282,7 +298,7 @@ HSSMatrix<T> HSSMatrix<T>::compress(const ConstRowMap<T>& A, const HSSOptions& o
   }
 }
 
-#define HSSLIN_INSTANTIATE_HSS_COMPRESS(T)                                         \
+#define HSSLIN_INSTANTIATE_HSS_COMPRESS(T)                                                \
   template HSSMatrix<T> HSSMatrix<T>::compress(const ConstRowMap<T>&, const HSSOptions&); \
   template void HSSMatrix<T>::set_dense(const ConstRowMap<T>&);
 HSSLIN_INSTANTIATE_HSS_COMPRESS(float)

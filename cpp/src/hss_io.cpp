@@ -32,8 +32,8 @@ std::string HSSMatrix<T>::serialize() const {
 template <class T>
 HSSMatrix<T> HSSMatrix<T>::deserialize(const std::string& blob) {
   ByteReader r(blob, ObjectKind::HSS);
-  HSSLIN_CHECK(r.scalar_size() == sizeof(T), "file holds ", r.scalar_size() == 4 ? "float32" : "float64",
-               " values");
+  HSSLIN_CHECK(r.scalar_size() == sizeof(T), "file holds ",
+               r.scalar_size() == 4 ? "float32" : "float64", " values");
   HSSMatrix H;
   const auto m = r.get<std::int64_t>();
   const auto n = r.get<std::int64_t>();
@@ -84,8 +84,10 @@ void HSSMatrix<T>::check_structure() const {
     } else {
       HSSLIN_CHECK(D(i).size() == 0, fail(i, "diagonal block"));
       const Index a = ClusterTree::left(i), b = ClusterTree::right(i);
-      HSSLIN_CHECK(B12(i).rows() == U(a).cols() && B12(i).cols() == V(b).cols(), fail(i, "coupling B12"));
-      HSSLIN_CHECK(B21(i).rows() == U(b).cols() && B21(i).cols() == V(a).cols(), fail(i, "coupling B21"));
+      HSSLIN_CHECK(B12(i).rows() == U(a).cols() && B12(i).cols() == V(b).cols(),
+                   fail(i, "coupling B12"));
+      HSSLIN_CHECK(B21(i).rows() == U(b).cols() && B21(i).cols() == V(a).cols(),
+                   fail(i, "coupling B21"));
       if (i > 0) {
         HSSLIN_CHECK(U(i).rows() == U(a).cols() + U(b).cols(), fail(i, "row transfer"));
         HSSLIN_CHECK(V(i).rows() == V(a).cols() + V(b).cols(), fail(i, "column transfer"));

@@ -7,11 +7,16 @@ constexpr size_t kHeaderSize = 8 + 4 * 4 + 8 + 8;
 
 const char* kind_name(std::uint32_t kind) {
   switch (kind) {
-    case 1: return "HSSMatrix";
-    case 2: return "HODLRMatrix";
-    case 3: return "CSRMatrix";
-    case 4: return "SparsePlusHSS";
-    default: return "unknown object";
+    case 1:
+      return "HSSMatrix";
+    case 2:
+      return "HODLRMatrix";
+    case 3:
+      return "CSRMatrix";
+    case 4:
+      return "SparsePlusHSS";
+    default:
+      return "unknown object";
   }
 }
 }  // namespace
@@ -63,9 +68,8 @@ ByteReader::ByteReader(const std::string& blob, ObjectKind expected_kind) : blob
                " is not supported: this build of hsslin reads versions 1 to ", kFormatVersion,
                " (was it written by a newer hsslin?)");
   const std::uint32_t kind = get32(12);
-  HSSLIN_CHECK(kind == static_cast<std::uint32_t>(expected_kind), "file holds a ",
-               kind_name(kind), ", expected a ",
-               kind_name(static_cast<std::uint32_t>(expected_kind)));
+  HSSLIN_CHECK(kind == static_cast<std::uint32_t>(expected_kind), "file holds a ", kind_name(kind),
+               ", expected a ", kind_name(static_cast<std::uint32_t>(expected_kind)));
   scalar_size_ = get32(16);
   HSSLIN_CHECK(scalar_size_ == 4 || scalar_size_ == 8, "corrupted file: scalar size ",
                scalar_size_);

@@ -191,7 +191,8 @@ LowRankBlock<T> tolerance_rank(const ConstRowMap<T>& A, double abs_tol, Index ma
   double dropped = static_cast<double>(residual.squaredNorm());
   Index rank = s.size();
   while (rank > 0) {
-    const double next = dropped + static_cast<double>(s(rank - 1)) * static_cast<double>(s(rank - 1));
+    const double next =
+        dropped + static_cast<double>(s(rank - 1)) * static_cast<double>(s(rank - 1));
     if (next > tol2) break;
     dropped = next;
     --rank;
@@ -257,14 +258,14 @@ Matrix<T> gather(const ConstRowMap<T>& A, const std::vector<Index>& rows,
   return out;
 }
 
-#define HSSLIN_INSTANTIATE_KERNELS(T)                                                           \
-  template RowID<T> row_interpolative<T>(const Matrix<T>&, double, Index, Index, bool);        \
-  template LowRankBlock<T> low_rank_approximation<T>(const ConstRowMap<T>&, Index, double,     \
-                                                     Index, int, std::uint64_t);                \
-  template void sample_columns<T>(const ConstRowMap<T>&, const Matrix<T>&, Matrix<T>&);        \
-  template void sample_rows<T>(const ConstRowMap<T>&, const Matrix<T>&, Matrix<T>&);           \
-  template bool is_symmetric<T>(const ConstRowMap<T>&);                                         \
-  template Matrix<T> gather<T>(const ConstRowMap<T>&, const std::vector<Index>&,               \
+#define HSSLIN_INSTANTIATE_KERNELS(T)                                                             \
+  template RowID<T> row_interpolative<T>(const Matrix<T>&, double, Index, Index, bool);           \
+  template LowRankBlock<T> low_rank_approximation<T>(const ConstRowMap<T>&, Index, double, Index, \
+                                                     int, std::uint64_t);                         \
+  template void sample_columns<T>(const ConstRowMap<T>&, const Matrix<T>&, Matrix<T>&);           \
+  template void sample_rows<T>(const ConstRowMap<T>&, const Matrix<T>&, Matrix<T>&);              \
+  template bool is_symmetric<T>(const ConstRowMap<T>&);                                           \
+  template Matrix<T> gather<T>(const ConstRowMap<T>&, const std::vector<Index>&,                  \
                                const std::vector<Index>&);
 HSSLIN_INSTANTIATE_KERNELS(float)
 HSSLIN_INSTANTIATE_KERNELS(double)

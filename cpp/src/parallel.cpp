@@ -1,10 +1,10 @@
 #include "hsslin/parallel.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstdlib>
 #include <exception>
-#include <algorithm>
 #include <memory>
 #include <mutex>
 #include <thread>

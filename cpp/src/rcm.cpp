@@ -219,8 +219,8 @@ std::vector<Index> inverse_permutation(const Index* perm, Index n, const char* n
   std::vector<Index> inv(size_t(n), -1);
   for (Index p = 0; p < n; ++p) {
     const Index v = perm[p];
-    HSSLIN_CHECK(v >= 0 && v < n && inv[size_t(v)] < 0, name,
-                 " is not a permutation of 0..", n - 1, " (entry ", p, " = ", v, ")");
+    HSSLIN_CHECK(v >= 0 && v < n && inv[size_t(v)] < 0, name, " is not a permutation of 0..", n - 1,
+                 " (entry ", p, " = ", v, ")");
     inv[size_t(v)] = p;
   }
   return inv;

@@ -25,14 +25,14 @@ std::string concat(const Args&... args) {
 
 /// Checks a condition on user-controlled input; stays on in release builds
 /// and throws std::invalid_argument (ValueError in Python) with the message.
-#define HSSLIN_CHECK(cond, ...)                                             \
-  do {                                                                      \
+#define HSSLIN_CHECK(cond, ...)                                                      \
+  do {                                                                               \
     if (!(cond)) throw std::invalid_argument(::hsslin::detail::concat(__VA_ARGS__)); \
   } while (0)
 
 /// Checks an internal invariant or a runtime condition (corrupted file,
 /// numerical breakdown); throws std::runtime_error (RuntimeError in Python).
-#define HSSLIN_ENSURE(cond, ...)                                            \
-  do {                                                                      \
+#define HSSLIN_ENSURE(cond, ...)                                                  \
+  do {                                                                            \
     if (!(cond)) throw std::runtime_error(::hsslin::detail::concat(__VA_ARGS__)); \
   } while (0)

@@ -80,8 +80,8 @@ class ByteReader {
   Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic> get_matrix(Index rows, Index cols) {
     const auto r = get<std::int64_t>();
     const auto c = get<std::int64_t>();
-    HSSLIN_CHECK(r == rows && c == cols, "corrupted file: a ", r, "x", c, " block where ",
-                 rows, "x", cols, " was expected");
+    HSSLIN_CHECK(r == rows && c == cols, "corrupted file: a ", r, "x", c, " block where ", rows,
+                 "x", cols, " was expected");
     Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic> M(r, c);
     take(M.data(), static_cast<size_t>(r * c) * sizeof(T));
     return M;
@@ -92,8 +92,8 @@ class ByteReader {
                                                                       Index max_cols) {
     const auto r = get<std::int64_t>();
     const auto c = get<std::int64_t>();
-    HSSLIN_CHECK(r >= 0 && c >= 0 && r <= max_rows && c <= max_cols, "corrupted file: a ", r,
-                 "x", c, " block where at most ", max_rows, "x", max_cols, " fits");
+    HSSLIN_CHECK(r >= 0 && c >= 0 && r <= max_rows && c <= max_cols, "corrupted file: a ", r, "x",
+                 c, " block where at most ", max_rows, "x", max_cols, " fits");
     Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic> M(r, c);
     take(M.data(), static_cast<size_t>(r * c) * sizeof(T));
     return M;

@@ -56,10 +56,10 @@ RowID<T> row_interpolative(const Matrix<T>& Y, double abs_tol, Index max_rank, I
 /// \brief Low-rank factors of a block, block ~= U * V^T, or the block itself.
 template <class T>
 struct LowRankBlock {
-  Matrix<T> U, V;         ///< rows x r, cols x r
-  Matrix<T> dense;        ///< set instead of U, V when a factorization would not save bytes
+  Matrix<T> U, V;   ///< rows x r, cols x r
+  Matrix<T> dense;  ///< set instead of U, V when a factorization would not save bytes
   bool is_dense = false;
-  double error = 0.0;     ///< ||block - U V^T||_F (exact, 0 when dense)
+  double error = 0.0;  ///< ||block - U V^T||_F (exact, 0 when dense)
   Index rank() const { return is_dense ? -1 : U.cols(); }
 };
 

@@ -22,8 +22,7 @@ class HSSOptions {
   std::uint64_t seed() const { return seed_; }
 
   HSSOptions& set_tol(double tol) {
-    HSSLIN_CHECK(std::isfinite(tol) && tol > 0.0 && tol < 1.0, "tol must be in (0, 1), got ",
-                 tol);
+    HSSLIN_CHECK(std::isfinite(tol) && tol > 0.0 && tol < 1.0, "tol must be in (0, 1), got ", tol);
     tol_ = tol;
     return *this;
   }
@@ -80,8 +79,7 @@ class HODLROptions {
   std::uint64_t seed() const { return seed_; }
 
   HODLROptions& set_tol(double tol) {
-    HSSLIN_CHECK(std::isfinite(tol) && tol > 0.0 && tol < 1.0, "tol must be in (0, 1), got ",
-                 tol);
+    HSSLIN_CHECK(std::isfinite(tol) && tol > 0.0 && tol < 1.0, "tol must be in (0, 1), got ", tol);
     tol_ = tol;
     return *this;
   }
@@ -91,8 +89,7 @@ class HODLROptions {
     return *this;
   }
   HODLROptions& set_rank_decay(double d) {
-    HSSLIN_CHECK(std::isfinite(d) && d > 0.0 && d <= 1.0, "rank_decay must be in (0, 1], got ",
-                 d);
+    HSSLIN_CHECK(std::isfinite(d) && d > 0.0 && d <= 1.0, "rank_decay must be in (0, 1], got ", d);
     rank_decay_ = d;
     return *this;
   }

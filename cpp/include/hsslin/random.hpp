@@ -24,7 +24,8 @@ class GaussianStream {
   template <class T>
   void fill(Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic>& out, Index first_col = 0) const {
     for (Index j = 0; j < out.cols(); ++j) {
-      const std::uint64_t col_key = mix(seed_ ^ mix(static_cast<std::uint64_t>(first_col + j) + 0x9e37ULL));
+      const std::uint64_t col_key =
+          mix(seed_ ^ mix(static_cast<std::uint64_t>(first_col + j) + 0x9e37ULL));
       for (Index i = 0; i < out.rows(); i += 2) {
         const std::uint64_t a = mix(col_key + 2 * static_cast<std::uint64_t>(i) + 1);
         const std::uint64_t b = mix(col_key + 2 * static_cast<std::uint64_t>(i) + 2);

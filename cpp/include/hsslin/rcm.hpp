@@ -12,7 +12,7 @@ namespace hsslin {
 /// \brief Read-only view of a CSR sparsity pattern (values are not needed).
 struct SparsePattern {
   Index rows = 0, cols = 0;
-  const std::int64_t* indptr = nullptr;  ///< rows + 1 entries
+  const std::int64_t* indptr = nullptr;   ///< rows + 1 entries
   const std::int32_t* indices = nullptr;  ///< indptr[rows] entries
   Index nnz() const { return indptr[rows]; }
 };
