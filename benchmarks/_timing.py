@@ -49,6 +49,7 @@ clock = time.perf_counter
 # timing
 # ---------------------------------------------------------------------------
 
+
 @contextlib.contextmanager
 def gc_paused():
     """Disables Python's cyclic garbage collector inside the block."""
@@ -82,8 +83,9 @@ def time_back_to_back(fn: Callable[[], object], repeat: int, warmup: int = 2) ->
         return np.array([time_once(fn) for _ in range(repeat)])
 
 
-def time_interleaved(fns: Mapping[str, Callable[[], object]], repeat: int,
-                     warmup: int = 2) -> dict[str, np.ndarray]:
+def time_interleaved(
+    fns: Mapping[str, Callable[[], object]], repeat: int, warmup: int = 2
+) -> dict[str, np.ndarray]:
     """Times several callables round-robin: a, b, a, b, ... (in the mapping's order).
 
     `warmup` untimed rounds come first. Returns ``{name: times in seconds}``,
@@ -130,6 +132,7 @@ def ratio(numerator: Sequence[float], denominator: Sequence[float]) -> float:
 # threads
 # ---------------------------------------------------------------------------
 
+
 def blas_pools() -> list[dict]:
     """threadpoolctl's description of the loaded BLAS libraries (empty without threadpoolctl)."""
     if _tpc is None:
@@ -164,6 +167,7 @@ def usable_cpus() -> int:
 # ---------------------------------------------------------------------------
 # interference from other processes
 # ---------------------------------------------------------------------------
+
 
 def _system_busy_ticks() -> int | None:
     try:
@@ -216,8 +220,9 @@ class CpuMonitor:
         return max(0.0, foreign / (wall * (os.cpu_count() or 1)))
 
 
-def wait_for_quiet(threshold: float = 0.10, window_s: float = 2.0,
-                   max_wait_s: float = 60.0) -> tuple[float, float]:
+def wait_for_quiet(
+    threshold: float = 0.10, window_s: float = 2.0, max_wait_s: float = 60.0
+) -> tuple[float, float]:
     """Sleeps until other processes use less than `threshold` of the CPUs over `window_s`.
 
     Gives up after `max_wait_s`. Returns (seconds waited, last measured share);
@@ -243,6 +248,7 @@ def loadavg() -> tuple[float, float, float] | None:
 # ---------------------------------------------------------------------------
 # machine description
 # ---------------------------------------------------------------------------
+
 
 def _cpu_model() -> str:
     try:
@@ -281,10 +287,15 @@ def _mem_total_gib() -> float | None:
 def git_revision(path: str) -> str:
     """Short commit of the repository at `path`, '+dirty' when it has uncommitted changes."""
     try:
-        rev = subprocess.run(["git", "-C", path, "rev-parse", "--short", "HEAD"],
-                             capture_output=True, text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", path, "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        rev = subprocess.run(
+            ["git", "-C", path, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", path, "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return (rev or "unknown") + ("+dirty" if dirty else "")
@@ -315,7 +326,8 @@ def machine_info(repo: str | None = None) -> dict[str, str]:
         info["BLAS"] = "; ".join(
             f"{p.get('internal_api')} {p.get('version')} ({p.get('architecture')}, "
             f"{p.get('threading_layer')}, {p.get('num_threads')} threads by default)"
-            for p in pools)
+            for p in pools
+        )
     else:
         info["BLAS"] = "unknown (threadpoolctl not installed)"
     la = loadavg()
@@ -330,6 +342,7 @@ def machine_info(repo: str | None = None) -> dict[str, str]:
 # formatting
 # ---------------------------------------------------------------------------
 
+
 def fmt_time(seconds: float | None) -> str:
     """3 significant digits in s, ms or us."""
     if seconds is None or not np.isfinite(seconds):
@@ -341,20 +354,20 @@ def fmt_time(seconds: float | None) -> str:
     return f"{seconds * 1e6:.3g} µs"
 
 
-def render_table(headers: Sequence[str], rows: Sequence[Sequence[object]],
-                 markdown: bool = False) -> str:
+def render_table(headers: Sequence[str], rows: Sequence[Sequence[object]], markdown: bool = False) -> str:
     """Rows as a Markdown table or as aligned plain text (first column left, rest right)."""
     cells = [[str(h) for h in headers]] + [[str(c) for c in r] for r in rows]
     if markdown:
-        out = ["| " + " | ".join(cells[0]) + " |",
-               "|" + "|".join([":---"] + ["---:"] * (len(headers) - 1)) + "|"]
+        out = [
+            "| " + " | ".join(cells[0]) + " |",
+            "|" + "|".join([":---"] + ["---:"] * (len(headers) - 1)) + "|",
+        ]
         out += ["| " + " | ".join(r) + " |" for r in cells[1:]]
         return "\n".join(out)
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
 
     def line(r):
-        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w)
-                         for i, (c, w) in enumerate(zip(r, widths)))
+        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
 
     out = [line(cells[0]), "  ".join("-" * w for w in widths)]
     out += [line(r) for r in cells[1:]]

@@ -50,15 +50,16 @@ LABELS = {
 SHORT = {"gaussian": "Gaussian", "cauchy": "Cauchy", "random": "random"}
 FULL_SIZES = [1024, 2048, 4096, 8192, 16384]
 QUICK_SIZES = [1024, 2048]
-LU_MAX_N = 8192       # dense LU reference up to this size
+LU_MAX_N = 8192  # dense LU reference up to this size
 EXACT_ERR_MAX_N = 8192  # exact relative error (needs two more dense copies) up to this size
 MATMAT_COLS = 16
-TARGET_TOL = 1e-6     # the targets are defined at this tolerance
+TARGET_TOL = 1e-6  # the targets are defined at this tolerance
 
 
 # ---------------------------------------------------------------------------
 # matrices (built in place: N=16384 is 2 GiB per dense copy)
 # ---------------------------------------------------------------------------
+
 
 def gaussian_kernel(n: int, seed: int, h: float = 0.05, shift: float = 1e-2) -> np.ndarray:
     x = np.sort(np.random.default_rng(seed).uniform(0.0, 1.0, n))
@@ -72,7 +73,7 @@ def gaussian_kernel(n: int, seed: int, h: float = 0.05, shift: float = 1e-2) -> 
 
 def cauchy(n: int, seed: int) -> np.ndarray:
     i = np.arange(n, dtype=np.float64)
-    A = np.subtract.outer((i + 0.5) / n, i / n)   # never zero: (i - j + 0.5) / n
+    A = np.subtract.outer((i + 0.5) / n, i / n)  # never zero: (i - j + 0.5) / n
     np.reciprocal(A, out=A)
     return A
 
@@ -87,6 +88,7 @@ MAKERS = {"gaussian": gaussian_kernel, "cauchy": cauchy, "random": iid_gaussian}
 # ---------------------------------------------------------------------------
 # one measurement
 # ---------------------------------------------------------------------------
+
 
 @dataclass
 class Case:
@@ -111,7 +113,7 @@ class Case:
     mm_hss: list = field(default_factory=list)
     mm_hss_warm: list = field(default_factory=list)
     other_cpu: float = float("nan")  # share of the machine other processes used meanwhile
-    waited_s: float = 0.0            # waited for a quiet machine before this case
+    waited_s: float = 0.0  # waited for a quiet machine before this case
     wall_s: float = 0.0
     error: str | None = None
 
@@ -152,8 +154,11 @@ def run_case(family: str, n: int, args, hsslin) -> Case:
     if args.wait_quiet > 0:
         case.waited_s, share = T.wait_for_quiet(0.10, 2.0, args.wait_quiet)
         if case.waited_s > 2.5:
-            print(f"    waited {case.waited_s:.0f} s for other processes to go quiet "
-                  f"(last 2 s: {100 * share:.0f}% of the CPUs busy elsewhere)", flush=True)
+            print(
+                f"    waited {case.waited_s:.0f} s for other processes to go quiet "
+                f"(last 2 s: {100 * share:.0f}% of the CPUs busy elsewhere)",
+                flush=True,
+            )
     mon = T.CpuMonitor().start()
     t_start = time.perf_counter()
     A = MAKERS[family](n, args.seed)
@@ -174,9 +179,12 @@ def run_case(family: str, n: int, args, hsslin) -> Case:
     case.levels = H.levels
     case.samples = H.samples
     case.err_estimate = H.error_estimate
-    print(f"    build {T.fmt_time(case.build)}  ({len(case.build_times)} run(s)), "
-          f"{case.pct_dense:.2f}% of dense, max rank {case.max_rank}"
-          f"{', dense fallback' if case.is_dense else ''}", flush=True)
+    print(
+        f"    build {T.fmt_time(case.build)}  ({len(case.build_times)} run(s)), "
+        f"{case.pct_dense:.2f}% of dense, max rank {case.max_rank}"
+        f"{', dense fallback' if case.is_dense else ''}",
+        flush=True,
+    )
 
     # --- dense LU reference ----------------------------------------------
     if n <= LU_MAX_N:
@@ -203,6 +211,7 @@ def run_case(family: str, n: int, args, hsslin) -> Case:
     budget = 1.0 if args.quick else 4.0
     lo, hi = (5, 40) if args.quick else (9, 300)
     for kind, operand in (("mv", v), ("mm", X)):
+
         def dense(operand=operand):
             return A @ operand
 
@@ -216,13 +225,15 @@ def run_case(family: str, n: int, args, hsslin) -> Case:
         setattr(case, f"{kind}_dense", res["dense"].tolist())
         setattr(case, f"{kind}_hss", res["hss"].tolist())
         warm_rounds = T.repeats_for(T.median(res["hss"]), budget / 4, rounds, 4 * hi)
-        setattr(case, f"{kind}_hss_warm",
-                T.time_back_to_back(ours, warm_rounds, warmup=3).tolist())
-        print(f"    {'matvec' if kind == 'mv' else 'matmat16'}: dense "
-              f"{T.fmt_time(T.median(res['dense']))}, HSS {T.fmt_time(T.median(res['hss']))} "
-              f"(x{case.speedup(kind):.1f}), HSS warm "
-              f"{T.fmt_time(T.median(getattr(case, f'{kind}_hss_warm')))} "
-              f"(x{case.speedup(kind, warm=True):.1f}); {rounds} interleaved rounds", flush=True)
+        setattr(case, f"{kind}_hss_warm", T.time_back_to_back(ours, warm_rounds, warmup=3).tolist())
+        print(
+            f"    {'matvec' if kind == 'mv' else 'matmat16'}: dense "
+            f"{T.fmt_time(T.median(res['dense']))}, HSS {T.fmt_time(T.median(res['hss']))} "
+            f"(x{case.speedup(kind):.1f}), HSS warm "
+            f"{T.fmt_time(T.median(getattr(case, f'{kind}_hss_warm')))} "
+            f"(x{case.speedup(kind, warm=True):.1f}); {rounds} interleaved rounds",
+            flush=True,
+        )
 
     case.other_cpu = mon.stop()
     case.wall_s = time.perf_counter() - t_start
@@ -235,6 +246,7 @@ def run_case(family: str, n: int, args, hsslin) -> Case:
 # tables
 # ---------------------------------------------------------------------------
 
+
 def _sci(x: float | None) -> str:
     return "—" if x is None or not np.isfinite(x) else f"{x:.2e}"
 
@@ -244,48 +256,96 @@ def _x(x: float | None) -> str:
 
 
 def table_build(cases: list[Case]):
-    headers = ["matrix", "N", "build (HSS)", "runs", "dense LU", "build ÷ LU", "HSS MiB",
-               "% of dense", "rel. error", "error is", "estimate", "HX check",
-               "max rank", "other CPU"]
+    headers = [
+        "matrix",
+        "N",
+        "build (HSS)",
+        "runs",
+        "dense LU",
+        "build ÷ LU",
+        "HSS MiB",
+        "% of dense",
+        "rel. error",
+        "error is",
+        "estimate",
+        "HX check",
+        "max rank",
+        "other CPU",
+    ]
     rows = []
     for c in cases:
         if c.error:
             rows.append([SHORT[c.family], c.n, f"FAILED: {c.error}"] + [""] * (len(headers) - 3))
             continue
         lu = c.lu
-        rows.append([
-            SHORT[c.family], c.n, T.fmt_time(c.build), len(c.build_times), T.fmt_time(lu),
-            _x(c.build / lu) if lu else "—", f"{c.nbytes / 2**20:.2f}", f"{c.pct_dense:.2f}%",
-            _sci(c.err), "exact" if c.err_exact is not None else "estimate",
-            _sci(c.err_estimate), _sci(c.product_check),
-            "dense" if c.is_dense else c.max_rank, f"{100 * c.other_cpu:.0f}%"])
+        rows.append(
+            [
+                SHORT[c.family],
+                c.n,
+                T.fmt_time(c.build),
+                len(c.build_times),
+                T.fmt_time(lu),
+                _x(c.build / lu) if lu else "—",
+                f"{c.nbytes / 2**20:.2f}",
+                f"{c.pct_dense:.2f}%",
+                _sci(c.err),
+                "exact" if c.err_exact is not None else "estimate",
+                _sci(c.err_estimate),
+                _sci(c.product_check),
+                "dense" if c.is_dense else c.max_rank,
+                f"{100 * c.other_cpu:.0f}%",
+            ]
+        )
     return headers, rows
 
 
 def table_products(cases: list[Case]):
-    headers = ["matrix", "N",
-               "matvec dense", "matvec HSS", "dense ÷ HSS", "HSS warm", "dense ÷ warm",
-               "dense GB/s", "HSS warm GB/s",
-               "matmat16 dense", "matmat16 HSS", "dense ÷ HSS", "HSS warm", "dense ÷ warm"]
+    headers = [
+        "matrix",
+        "N",
+        "matvec dense",
+        "matvec HSS",
+        "dense ÷ HSS",
+        "HSS warm",
+        "dense ÷ warm",
+        "dense GB/s",
+        "HSS warm GB/s",
+        "matmat16 dense",
+        "matmat16 HSS",
+        "dense ÷ HSS",
+        "HSS warm",
+        "dense ÷ warm",
+    ]
     rows = []
     for c in cases:
         if c.error:
             continue
         mvd, mvw = T.median(c.mv_dense), T.median(c.mv_hss_warm)
-        rows.append([
-            SHORT[c.family], c.n,
-            T.fmt_time(mvd), T.fmt_time(T.median(c.mv_hss)), _x(c.speedup("mv")),
-            T.fmt_time(mvw), _x(c.speedup("mv", warm=True)),
-            f"{c.dense_bytes / mvd / 1e9:.1f}", f"{c.nbytes / mvw / 1e9:.1f}",
-            T.fmt_time(T.median(c.mm_dense)), T.fmt_time(T.median(c.mm_hss)),
-            _x(c.speedup("mm")), T.fmt_time(T.median(c.mm_hss_warm)),
-            _x(c.speedup("mm", warm=True))])
+        rows.append(
+            [
+                SHORT[c.family],
+                c.n,
+                T.fmt_time(mvd),
+                T.fmt_time(T.median(c.mv_hss)),
+                _x(c.speedup("mv")),
+                T.fmt_time(mvw),
+                _x(c.speedup("mv", warm=True)),
+                f"{c.dense_bytes / mvd / 1e9:.1f}",
+                f"{c.nbytes / mvw / 1e9:.1f}",
+                T.fmt_time(T.median(c.mm_dense)),
+                T.fmt_time(T.median(c.mm_hss)),
+                _x(c.speedup("mm")),
+                T.fmt_time(T.median(c.mm_hss_warm)),
+                _x(c.speedup("mm", warm=True)),
+            ]
+        )
     return headers, rows
 
 
 # ---------------------------------------------------------------------------
 # targets
 # ---------------------------------------------------------------------------
+
 
 def evaluate_targets(cases: list[Case], tol: float):
     """[(target, measured, verdict)]; verdict PASS, FAIL, NOT RUN or N/A. Never guessed."""
@@ -304,37 +364,80 @@ def evaluate_targets(cases: list[Case], tol: float):
 
     for fam in ("gaussian", "cauchy"):
         s = SHORT[fam]
-        add(f"{s} N=4096: rel. error ≤ 1e-6 (exact)", fam, 4096,
-            lambda c: c.err_exact, lambda v: v is not None and v <= 1e-6,
-            lambda c: _sci(c.err_exact))
-        add(f"{s} N=4096: nbytes ≤ 3.5% of dense", fam, 4096,
-            lambda c: c.pct_dense, lambda v: v <= 3.5, lambda c: f"{c.pct_dense:.2f}%")
-        add(f"{s} N=4096: construction ≤ 0.4 s", fam, 4096,
-            lambda c: c.build, lambda v: v <= 0.4,
-            lambda c: f"{c.build:.3f} s (median of {len(c.build_times)})")
-        add(f"{s} N=4096: matvec ≥ 25× faster than dense (interleaved)", fam, 4096,
-            lambda c: c.speedup("mv"), lambda v: v >= 25, lambda c: _x(c.speedup("mv")))
-        add(f"{s} N=8192: matvec ≥ 45× faster than dense (interleaved)", fam, 8192,
-            lambda c: c.speedup("mv"), lambda v: v >= 45, lambda c: _x(c.speedup("mv")))
+        add(
+            f"{s} N=4096: rel. error ≤ 1e-6 (exact)",
+            fam,
+            4096,
+            lambda c: c.err_exact,
+            lambda v: v is not None and v <= 1e-6,
+            lambda c: _sci(c.err_exact),
+        )
+        add(
+            f"{s} N=4096: nbytes ≤ 3.5% of dense",
+            fam,
+            4096,
+            lambda c: c.pct_dense,
+            lambda v: v <= 3.5,
+            lambda c: f"{c.pct_dense:.2f}%",
+        )
+        add(
+            f"{s} N=4096: construction ≤ 0.4 s",
+            fam,
+            4096,
+            lambda c: c.build,
+            lambda v: v <= 0.4,
+            lambda c: f"{c.build:.3f} s (median of {len(c.build_times)})",
+        )
+        add(
+            f"{s} N=4096: matvec ≥ 25× faster than dense (interleaved)",
+            fam,
+            4096,
+            lambda c: c.speedup("mv"),
+            lambda v: v >= 25,
+            lambda c: _x(c.speedup("mv")),
+        )
+        add(
+            f"{s} N=8192: matvec ≥ 45× faster than dense (interleaved)",
+            fam,
+            8192,
+            lambda c: c.speedup("mv"),
+            lambda v: v >= 45,
+            lambda c: _x(c.speedup("mv")),
+        )
     randoms = sorted(n for f, n in found if f == "random") or [4096]
     for n in randoms:
-        add(f"random N={n}: nbytes ≤ 1.05× dense", "random", n,
-            lambda c: c.nbytes / c.dense_bytes, lambda v: v <= 1.05,
-            lambda c: f"{c.nbytes / c.dense_bytes:.4f}×")
-        add(f"random N={n}: construction ≤ 3× dense LU", "random", n,
+        add(
+            f"random N={n}: nbytes ≤ 1.05× dense",
+            "random",
+            n,
+            lambda c: c.nbytes / c.dense_bytes,
+            lambda v: v <= 1.05,
+            lambda c: f"{c.nbytes / c.dense_bytes:.4f}×",
+        )
+        add(
+            f"random N={n}: construction ≤ 3× dense LU",
+            "random",
+            n,
             lambda c: c.build / c.lu if c.lu else None,
             lambda v: v is not None and v <= 3,
-            lambda c: f"{c.build / c.lu:.2f}×" if c.lu else "no LU")
+            lambda c: f"{c.build / c.lu:.2f}×" if c.lu else "no LU",
+        )
         for kind, label in (("mv", "matvec"), ("mm", "matmat16")):
-            add(f"random N={n}: {label} time ≤ 1.2× dense (interleaved)", "random", n,
-                lambda c, k=kind: 1.0 / c.speedup(k), lambda v: v <= 1.2,
-                lambda c, k=kind: f"{1.0 / c.speedup(k):.2f}×")
+            add(
+                f"random N={n}: {label} time ≤ 1.2× dense (interleaved)",
+                "random",
+                n,
+                lambda c, k=kind: 1.0 / c.speedup(k),
+                lambda v: v <= 1.2,
+                lambda c, k=kind: f"{1.0 / c.speedup(k):.2f}×",
+            )
     return out
 
 
 # ---------------------------------------------------------------------------
 # plot
 # ---------------------------------------------------------------------------
+
 
 def plot(cases: list[Case], path: str, title: str) -> None:
     import matplotlib
@@ -374,8 +477,7 @@ def plot(cases: list[Case], path: str, title: str) -> None:
         ax.set_title(LABELS[fam].split(",")[0] if fam != "random" else LABELS[fam], fontsize=10)
         ax.grid(True, which="major", alpha=0.3)
     handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8.5,
-               frameon=False)
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8.5, frameon=False)
     fig.suptitle(title, fontsize=9.5)
     fig.tight_layout(rect=(0, 0.07, 1, 1))
     fig.savefig(path, dpi=120)
@@ -385,6 +487,7 @@ def plot(cases: list[Case], path: str, title: str) -> None:
 # ---------------------------------------------------------------------------
 # report
 # ---------------------------------------------------------------------------
+
 
 def write_markdown(path, cases, targets, info, settings, command, png_name, elapsed):
     hb, rb = table_build(cases)
@@ -399,8 +502,7 @@ def write_markdown(path, cases, targets, info, settings, command, png_name, elap
         command,
         "```",
         "",
-        f"Run took {elapsed / 60:.1f} min. Raw per-call times: `bench_hss.json`. "
-        f"Plot: `{png_name}`.",
+        f"Run took {elapsed / 60:.1f} min. Raw per-call times: `bench_hss.json`. Plot: `{png_name}`.",
         "",
         "## Machine and settings",
         "",
@@ -408,7 +510,8 @@ def write_markdown(path, cases, targets, info, settings, command, png_name, elap
         "",
         "## Method",
         "",
-        "- Matrices (float64): " + "; ".join(f"**{SHORT[f]}**: {LABELS[f]}" for f in FAMILIES)
+        "- Matrices (float64): "
+        + "; ".join(f"**{SHORT[f]}**: {LABELS[f]}" for f in FAMILIES)
         + f". Gaussian points: sorted uniform on [0, 1], seed {settings['seed']}.",
         f"- `HSSMatrix.from_dense(A, tol={settings['tol']}, leaf_size={settings['leaf_size']}, "
         f"seed={settings['seed']})`. Construction time: median of 5 runs for N ≤ 2048, "
@@ -423,7 +526,7 @@ def write_markdown(path, cases, targets, info, settings, command, png_name, elap
         "- Products: `A @ x` (numpy → OpenBLAS dgemv/dgemm) and `H @ x`, x a vector "
         f"(matvec) or {MATMAT_COLS} columns (matmat16), same operand. **Interleaved**: "
         "dense, HSS, dense, HSS, … after 3 warm-up rounds, medians of each side; "
-        "\"dense ÷ HSS\" is the ratio of those medians (the targets use it). "
+        '"dense ÷ HSS" is the ratio of those medians (the targets use it). '
         "**HSS warm**: the HSS product alone, back-to-back (its factors stay in cache; "
         "in the interleaved runs the dense product evicts them), median. "
         "GB/s = bytes stored ÷ matvec time (the performance model in DESIGN.md: a matvec "
@@ -459,14 +562,18 @@ def write_markdown(path, cases, targets, info, settings, command, png_name, elap
 def notes_for(cases, info, settings) -> list[str]:
     notes = []
     if settings["hsslin SIMD path"] != "avx2" and "avx2" in info.get("CPU flags (of interest)", ""):
-        notes.append("The CPU has AVX2/FMA but hsslin loaded its *generic* core "
-                     f"(`simd_path()` = {settings['hsslin SIMD path']!r}): the AVX2 build was "
-                     "not importable in this install, so the HSS kernels ran without AVX2.")
+        notes.append(
+            "The CPU has AVX2/FMA but hsslin loaded its *generic* core "
+            f"(`simd_path()` = {settings['hsslin SIMD path']!r}): the AVX2 build was "
+            "not importable in this install, so the HSS kernels ran without AVX2."
+        )
     busy = [c for c in cases if not c.error and c.other_cpu > 0.05]
     if busy:
-        notes.append("Other processes used > 5% of the CPU during: "
-                     + ", ".join(f"{SHORT[c.family]} {c.n} ({100 * c.other_cpu:.0f}%)"
-                                 for c in busy) + "; treat those timings with care.")
+        notes.append(
+            "Other processes used > 5% of the CPU during: "
+            + ", ".join(f"{SHORT[c.family]} {c.n} ({100 * c.other_cpu:.0f}%)" for c in busy)
+            + "; treat those timings with care."
+        )
     return notes
 
 
@@ -474,29 +581,55 @@ def notes_for(cases, info, settings) -> list[str]:
 # main
 # ---------------------------------------------------------------------------
 
+
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true",
-                   help="smoke run (N = 1024, 2048; fewer repeats; < 1 minute)")
-    p.add_argument("--sizes", type=int, nargs="+",
-                   help=f"N values (default {FULL_SIZES}; the random family only uses "
-                        "those ≤ --random-max-n)")
-    p.add_argument("--random-max-n", type=int, default=4096,
-                   help="largest N for the incompressible random family (default 4096)")
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--quick", action="store_true", help="smoke run (N = 1024, 2048; fewer repeats; < 1 minute)"
+    )
+    p.add_argument(
+        "--sizes",
+        type=int,
+        nargs="+",
+        help=f"N values (default {FULL_SIZES}; the random family only uses those ≤ --random-max-n)",
+    )
+    p.add_argument(
+        "--random-max-n",
+        type=int,
+        default=4096,
+        help="largest N for the incompressible random family (default 4096)",
+    )
     p.add_argument("--families", nargs="+", choices=FAMILIES, default=list(FAMILIES))
     p.add_argument("--leaf-size", type=int, default=64)
     p.add_argument("--tol", type=float, default=1e-6)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--hss-threads", type=int, default=None,
-                   help="hsslin.set_num_threads(n) (default: leave hsslin's default)")
-    p.add_argument("--blas-threads", type=int, default=None,
-                   help="numpy BLAS threads via threadpoolctl (default: leave numpy's default)")
-    p.add_argument("--wait-quiet", type=float, default=None, metavar="S",
-                   help="before each case wait up to S seconds until other processes use "
-                        "< 10%% of the CPUs (default 90, --quick 0; 0 disables)")
-    p.add_argument("--out", default=os.path.join(REPO, "docs"),
-                   help="output folder for bench_hss.md/.png/.json (default: docs/)")
+    p.add_argument(
+        "--hss-threads",
+        type=int,
+        default=None,
+        help="hsslin.set_num_threads(n) (default: leave hsslin's default)",
+    )
+    p.add_argument(
+        "--blas-threads",
+        type=int,
+        default=None,
+        help="numpy BLAS threads via threadpoolctl (default: leave numpy's default)",
+    )
+    p.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=None,
+        metavar="S",
+        help="before each case wait up to S seconds until other processes use "
+        "< 10%% of the CPUs (default 90, --quick 0; 0 disables)",
+    )
+    p.add_argument(
+        "--out",
+        default=os.path.join(REPO, "docs"),
+        help="output folder for bench_hss.md/.png/.json (default: docs/)",
+    )
     return p.parse_args(argv)
 
 
@@ -561,17 +694,27 @@ def main(argv=None) -> int:
                     cases.append(Case(fam, n, error=f"MemoryError {exc}"))
                     gc.collect()
                 with open(os.path.join(args.out, "bench_hss.json"), "w") as f:
-                    json.dump({"command": command, "machine": info, "settings": settings,
-                               "cases": [asdict(c) for c in cases]}, f, indent=1)
+                    json.dump(
+                        {
+                            "command": command,
+                            "machine": info,
+                            "settings": settings,
+                            "cases": [asdict(c) for c in cases],
+                        },
+                        f,
+                        indent=1,
+                    )
         info["load average at end"] = " ".join(f"{v:.2f}" for v in (T.loadavg() or ()))
 
     elapsed = time.perf_counter() - t_begin
     targets = evaluate_targets(cases, args.tol)
     hb, rb = table_build(cases)
     hp, rp = table_products(cases)
-    threads = (f"numpy BLAS: {settings['numpy BLAS threads (dense side)']} thread(s); "
-               f"hsslin: {settings['hsslin threads (HSS side)']} thread(s); "
-               f"SIMD path: {settings['hsslin SIMD path']}")
+    threads = (
+        f"numpy BLAS: {settings['numpy BLAS threads (dense side)']} thread(s); "
+        f"hsslin: {settings['hsslin threads (HSS side)']} thread(s); "
+        f"SIMD path: {settings['hsslin SIMD path']}"
+    )
     print()
     print(f"Construction, size, accuracy  (tol={args.tol:g}, leaf={args.leaf_size}; {threads})")
     print(T.render_table(hb, rb))
@@ -585,12 +728,14 @@ def main(argv=None) -> int:
         print(f"NOTE: {note}")
 
     png = os.path.join(args.out, "bench_hss.png")
-    plot(cases, png, f"hsslin HSS vs numpy dense, tol={args.tol:g}, leaf={args.leaf_size}; "
-                     f"{threads}; {info['CPU']}")
+    plot(
+        cases,
+        png,
+        f"hsslin HSS vs numpy dense, tol={args.tol:g}, leaf={args.leaf_size}; {threads}; {info['CPU']}",
+    )
     md = os.path.join(args.out, "bench_hss.md")
     write_markdown(md, cases, targets, info, settings, command, os.path.basename(png), elapsed)
-    print(f"\nwrote {md}, {png}, {os.path.join(args.out, 'bench_hss.json')} "
-          f"({elapsed:.0f} s)")
+    print(f"\nwrote {md}, {png}, {os.path.join(args.out, 'bench_hss.json')} ({elapsed:.0f} s)")
     return 0
 
 

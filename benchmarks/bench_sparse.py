@@ -68,11 +68,14 @@ def csr_rows(reps, rng):
         ]
         for name, ref, ours in cases:
             t_ref, t_ours, t_one = interleaved(ref, ours, single_threaded(ours), reps=reps)
-            note = f"hsslin 1 thread: {t_one*1e3:.3f} ms, ratio {t_ref / t_one:.2f}"
-            rows.append((f"{name}, {n}x{n} float32, {density:.0%} ({A.nnz} nnz)",
-                         t_ref, t_ours, note))
-            print(rows[-1][0], f"scipy {t_ref*1e3:.3f} ms  hsslin {t_ours*1e3:.3f} ms  "
-                  f"ratio {t_ref / t_ours:.2f}  {note}", flush=True)
+            note = f"hsslin 1 thread: {t_one * 1e3:.3f} ms, ratio {t_ref / t_one:.2f}"
+            rows.append((f"{name}, {n}x{n} float32, {density:.0%} ({A.nnz} nnz)", t_ref, t_ours, note))
+            print(
+                rows[-1][0],
+                f"scipy {t_ref * 1e3:.3f} ms  hsslin {t_ours * 1e3:.3f} ms  "
+                f"ratio {t_ref / t_ours:.2f}  {note}",
+                flush=True,
+            )
     return rows
 
 
@@ -105,12 +108,14 @@ def rcm_rows(reps, rng):
         t_ref, t_ours = interleaved(ref, ours, reps=reps)
         bw_ref = bandwidth(A, holder["scipy"].astype(np.int64))
         bw_ours = bandwidth(A, holder["ours"])
-        name = (f"RCM, random geometric graph, 200000 nodes, {A.nnz} nnz, "
-                f"symmetric_mode={symmetric_mode}")
+        name = f"RCM, random geometric graph, 200000 nodes, {A.nnz} nnz, symmetric_mode={symmetric_mode}"
         note = f"bandwidth {bw_ours} vs scipy {bw_ref} ({bw_ours / bw_ref:.3f}x); original {bandwidth(A)}"
         rows.append((name, t_ref, t_ours, note))
-        print(name, f"scipy {t_ref*1e3:.1f} ms  hsslin {t_ours*1e3:.1f} ms  "
-              f"ratio {t_ref / t_ours:.2f}  {note}", flush=True)
+        print(
+            name,
+            f"scipy {t_ref * 1e3:.1f} ms  hsslin {t_ours * 1e3:.1f} ms  ratio {t_ref / t_ours:.2f}  {note}",
+            flush=True,
+        )
     return rows
 
 
@@ -118,8 +123,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=21)
     parser.add_argument("--rcm-reps", type=int, default=7)
-    parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "docs",
-                                                      "bench_sparse.md"))
+    parser.add_argument(
+        "--out", default=os.path.join(os.path.dirname(__file__), "..", "docs", "bench_sparse.md")
+    )
     args = parser.parse_args(argv)
     rng = np.random.default_rng(0)
     load_before = os.getloadavg()[0]
@@ -153,8 +159,9 @@ def main(argv=None):
         "|---|---|---|---|---|",
     ]
     for name, t_ref, t_ours, note in rows:
-        lines.append(f"| {name} | {t_ref*1e3:.3f} ms | {t_ours*1e3:.3f} ms | "
-                     f"{t_ref / t_ours:.2f} | {note} |")
+        lines.append(
+            f"| {name} | {t_ref * 1e3:.3f} ms | {t_ours * 1e3:.3f} ms | {t_ref / t_ours:.2f} | {note} |"
+        )
     text = "\n".join(lines) + "\n"
     with open(args.out, "w") as f:
         f.write(text)

@@ -65,14 +65,18 @@ def _best(candidates, W):
     return best
 
 
-def _fit_hss(W, budget, leaf_size, seed, sparse_part=None, rcm=False):
-    """HSS (or sparse + HSS) with the largest rank cap whose result fits the budget.
+def _fit_hss(W, budget, leaf_size, seed, sparse_part=None, rcm=False, rcm_pattern="residual"):
+    """HSS (or sparse + HSS) under a rank cap chosen to fit the budget; None when even cap 1 does not.
 
     A tolerance cannot aim at a size: weight matrices compress poorly in HSS
     form (nested bases need the whole off-diagonal block row to be low
     rank), so any tolerance below 1 may end in the dense fallback. The rank
     cap `max_rank` bounds the size instead; bytes grow with it, so a
-    bisection over it finds the largest that fits.
+    bisection over it finds the largest cap that fits. The error, though,
+    need not fall as the cap grows: a cap truncates every basis below the
+    tolerance's rank, and with nested bases the truncations compound up the
+    tree. So every cap the bisection built that fits is a candidate, and the
+    most accurate one is returned (measured against W).
     """
     from ._hierarchical import HSSMatrix
     from ._sparse_plus import SparsePlusHSS
@@ -88,21 +92,24 @@ def _fit_hss(W, budget, leaf_size, seed, sparse_part=None, rcm=False):
             leaf_size=leaf_size,
             permutation="rcm" if rcm else None,
             hierarchy="hss",
+            rcm_pattern=rcm_pattern,
             seed=seed,
         )
 
     lo, hi = 1, max(1, min(W.shape) // 2)
-    best = build(lo)
-    if best.nbytes > budget:
+    first = build(lo)
+    if first.nbytes > budget:
         return None
+    fitting = [first]
     while lo < hi:
         mid = (lo + hi + 1) // 2
         op = build(mid)
         if op.nbytes <= budget:
-            best, lo = op, mid
+            fitting.append(op)
+            lo = mid
         else:
             hi = mid - 1
-    return best
+    return _best(fitting, W)
 
 
 def compress(W, method: str = "sparse+hodlr+rcm", budget_bytes: int | None = None, **params):
@@ -113,7 +120,9 @@ def compress(W, method: str = "sparse+hodlr+rcm", budget_bytes: int | None = Non
     W : array_like (m, n)
         Real matrix; float32 stays float32.
     method : str
-        ``"svd"`` (truncated SVD, parameter `rank`), ``"sparse"`` (magnitude
+        ``"svd"`` (truncated SVD, parameter `rank`; with `input_gram` =
+        X^T X of calibration inputs, activation-aware: it minimises the
+        output error ``||(W - A) X^T||_F``), ``"sparse"`` (magnitude
         pruning, `sparsity`), ``"sparse+svd"`` (`sparsity`, `rank`,
         `iterations` > 1 for OATS-style alternation), ``"hodlr"`` (`rank`
         schedule with `rank_decay`, or `tol`), ``"hss"`` (`tol`),
@@ -160,11 +169,13 @@ def compress(W, method: str = "sparse+hodlr+rcm", budget_bytes: int | None = Non
     if budget_bytes is None:
         return _compress_with_params(W, method, leaf_size, seed, rank_decay, min_rank, params)
     budget = check_int(budget_bytes, "budget_bytes", 1)
-    unknown = set(params) - {"iterations", "rcm_pattern"}
+    unknown = set(params) - {"iterations", "rcm_pattern", "input_gram"}
     if unknown:
         raise ValueError(
             f"with budget_bytes the method picks its own parameters; remove {', '.join(sorted(unknown))}"
         )
+    if "input_gram" in params and method != "svd":
+        raise ValueError(f"input_gram (activation-aware compression) applies to method 'svd', not {method!r}")
     iterations = params.get("iterations", 1)
     rcm_pattern = params.get("rcm_pattern", "residual")
 
@@ -172,7 +183,7 @@ def compress(W, method: str = "sparse+hodlr+rcm", budget_bytes: int | None = Non
         r = (budget - LowRankMatrix.bytes_for(m, n, 0, s)) // ((m + n) * s)
         if r < 1:
             _too_small(method, LowRankMatrix.bytes_for(m, n, 1, s), budget)
-        return LowRankMatrix.from_dense(W, rank=min(r, min(m, n)))
+        return LowRankMatrix.from_dense(W, rank=min(r, min(m, n)), input_gram=params.get("input_gram"))
     if method == "sparse":
         nnz = _max_nnz(m, n, budget, s)
         if nnz < 1:
@@ -196,51 +207,78 @@ def compress(W, method: str = "sparse+hodlr+rcm", budget_bytes: int | None = Non
         return op
 
     # Split methods: part of the budget to S, the rest to the low-rank part.
-    candidates = []
-    for share in _SPLITS:
-        nnz = _max_nnz(m, n, int(budget * share), s)
-        if nnz < 1:
-            continue
+    rcm = method.endswith("rcm")
+    perm_bytes = (m + n) * 4 if rcm else 0
+
+    def split(nnz):
+        """The split with `nnz` sparse entries and the largest low-rank part that fits (or None)."""
         sparsity = nnz / (m * n) * (1 - 1e-12)
         rest = budget - _csr_nbytes(m, nnz, s)
         if method == "sparse+svd":
             r = (rest - LowRankMatrix.bytes_for(m, n, 0, s)) // ((m + n) * s)
-            if r >= 1:
-                candidates.append(
-                    SparsePlusLowRank.from_dense(
-                        W, sparsity=sparsity, rank=min(r, min(m, n)), iterations=iterations
-                    )
-                )
-        elif method in ("sparse+hodlr", "sparse+hodlr+rcm"):
-            perm_bytes = (m + n) * 4 if method.endswith("rcm") else 0
+            if r < 1:
+                return None
+            return SparsePlusLowRank.from_dense(
+                W, sparsity=sparsity, rank=min(r, min(m, n)), iterations=iterations
+            )
+        if method in ("sparse+hodlr", "sparse+hodlr+rcm"):
             r = _max_hodlr_rank(m, n, rest - perm_bytes, s, leaf_size, rank_decay, min_rank)
-            if r >= 1:
-                candidates.append(
-                    SparsePlusHSS.from_dense(
-                        W,
-                        sparsity=sparsity,
-                        rank=r,
-                        rank_decay=rank_decay,
-                        min_rank=min_rank,
-                        leaf_size=leaf_size,
-                        permutation="rcm" if method.endswith("rcm") else None,
-                        rcm_pattern=rcm_pattern,
-                        seed=seed,
-                    )
-                )
-        else:  # sparse+hss+rcm
-            op = _fit_hss(W, budget, leaf_size, seed, sparse_part=sparsity, rcm=True)
-            if op is not None and rcm_pattern != "residual":
-                op = None  # the HSS split always orders by the residual's pattern
-            if op is not None:
-                candidates.append(op)
-    best = _best([c for c in candidates if c.nbytes <= budget], W)
+            if r < 1:
+                return None
+            return SparsePlusHSS.from_dense(
+                W,
+                sparsity=sparsity,
+                rank=r,
+                rank_decay=rank_decay,
+                min_rank=min_rank,
+                leaf_size=leaf_size,
+                permutation="rcm" if rcm else None,
+                rcm_pattern=rcm_pattern,
+                seed=seed,
+            )
+        return _fit_hss(W, budget, leaf_size, seed, sparse_part=sparsity, rcm=True, rcm_pattern=rcm_pattern)
+
+    shares = sorted({_max_nnz(m, n, int(budget * share), s) for share in _SPLITS} - {0})
+    candidates = [split(nnz) for nnz in shares]
+    if not any(c is not None and c.nbytes <= budget for c in candidates):
+        # The smallest split: one sparse entry, all the rest to the low-rank part.
+        candidates.append(split(1) if _csr_nbytes(m, 1, s) < budget else None)
+    best = _best([c for c in candidates if c is not None and c.nbytes <= budget], W)
     if best is None:
-        raise ValueError(
-            f"budget_bytes={budget} is too small for method {method!r}: the "
-            f"smallest split tried needs more (dense is {W.nbytes} bytes)"
-        )
+        _too_small(method, _split_minimum(W, method, leaf_size, seed, rank_decay, min_rank), budget)
     return best
+
+
+def _split_minimum(W, method, leaf_size, seed, rank_decay, min_rank) -> int:
+    """Bytes of the smallest split: one sparse entry plus the smallest low-rank part.
+
+    compress() tries exactly this split when no share of the budget fits, so
+    a budget of this many bytes always succeeds.
+    """
+    from ._lowrank import LowRankMatrix
+    from ._sparse_plus import SparsePlusHSS
+    from ._tree import hodlr_nbytes
+
+    m, n = W.shape
+    s = W.dtype.itemsize
+    sparse = _csr_nbytes(m, 1, s)
+    if method == "sparse+svd":
+        return sparse + LowRankMatrix.bytes_for(m, n, 1, s)
+    if method in ("sparse+hodlr", "sparse+hodlr+rcm"):
+        perm_bytes = (m + n) * 4 if method.endswith("rcm") else 0
+        return sparse + perm_bytes + hodlr_nbytes(m, n, leaf_size, 1, rank_decay, min_rank, s)
+    # sparse+hss+rcm: HSS sizes depend on the data (ranks found, dense fallback): build it.
+    op = SparsePlusHSS.from_dense(
+        W,
+        sparsity=1 / (m * n) * (1 - 1e-12),
+        tol=1e-6,
+        max_rank=1,
+        leaf_size=leaf_size,
+        permutation="rcm",
+        hierarchy="hss",
+        seed=seed,
+    )
+    return int(op.nbytes)
 
 
 def _compress_with_params(W, method, leaf_size, seed, rank_decay, min_rank, params):
@@ -255,7 +293,7 @@ def _compress_with_params(W, method, leaf_size, seed, rank_decay, min_rank, para
             raise ValueError(f"method {method!r} needs {', '.join(missing)} (or pass budget_bytes)")
 
     allowed = {
-        "svd": {"rank"},
+        "svd": {"rank", "input_gram"},
         "sparse": {"sparsity", "per_row"},
         "sparse+svd": {"sparsity", "rank", "iterations", "per_row"},
         "hodlr": {"rank", "tol", "max_rank", "power_iterations"},

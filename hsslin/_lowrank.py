@@ -18,6 +18,47 @@ def truncated_svd(W: np.ndarray, rank: int) -> tuple[np.ndarray, np.ndarray]:
     return (U[:, :rank] * root).astype(W.dtype), (Vt[:rank].T * root).astype(W.dtype)
 
 
+def check_input_gram(G, n: int) -> np.ndarray:
+    """Validates an input Gram matrix ``X^T X`` (n x n, finite, symmetric); float64 copy."""
+    G = np.asarray(G)
+    if G.dtype.kind not in "fiu":
+        raise TypeError(f"input_gram must be a real matrix, got dtype {G.dtype}")
+    if G.shape != (n, n):
+        raise ValueError(f"input_gram must be {n}x{n} (W's column count), got shape {G.shape}")
+    G = G.astype(np.float64)
+    if not np.all(np.isfinite(G)):
+        raise ValueError("input_gram contains NaN or Inf")
+    scale = max(float(np.abs(G).max()), np.finfo(np.float64).tiny)
+    if float(np.abs(G - G.T).max()) > 1e-6 * scale:
+        raise ValueError("input_gram must be symmetric (it is X^T X of the layer's inputs)")
+    return G
+
+
+def whitened_projector(W: np.ndarray, rank: int, input_gram: np.ndarray) -> np.ndarray:
+    """Orthonormal Q (m x rank) minimising ``||(W - Q Q^T W) X^T||_F`` where ``X^T X = input_gram``.
+
+    With G = X^T X = E diag(lam) E^T, ``||A X^T||_F = ||A E diag(sqrt(lam))||_F``
+    for any A, and ``W - Q Q^T W`` with Q the leading left singular vectors of
+    ``W E diag(sqrt(lam))`` is the best rank-r approximation of W in that
+    norm among all rank-r matrices (Eckart-Young on the whitened matrix: the
+    best approximation of ``W S`` is ``Q Q^T W S``, and every ``B S`` with
+    rank(B) <= r has rank <= r). The result is a projection of W, so inputs
+    the calibration never excited (lam = 0) cannot blow anything up.
+    """
+    G = input_gram
+    lam, E = np.linalg.eigh(0.5 * (G + G.T))
+    S = E * np.sqrt(np.clip(lam, 0.0, None))
+    U = np.linalg.svd(W.astype(np.float64, copy=False) @ S, full_matrices=False)[0]
+    return U[:, :rank]
+
+
+def whitened_spectrum(W: np.ndarray, input_gram: np.ndarray) -> np.ndarray:
+    """Singular values of ``W E diag(sqrt(lam))``: their squared tails are the output errors."""
+    lam, E = np.linalg.eigh(0.5 * (input_gram + input_gram.T))
+    S = E * np.sqrt(np.clip(lam, 0.0, None))
+    return np.linalg.svd(W.astype(np.float64, copy=False) @ S, compute_uv=False)
+
+
 class LowRankMatrix(LinearOperatorMixin):
     """``W ~= U @ V.T`` with U (m x r), V (n x r).
 
@@ -41,10 +82,39 @@ class LowRankMatrix(LinearOperatorMixin):
         self.U, self.V = U, V
 
     @classmethod
-    def from_dense(cls, W, rank: int) -> LowRankMatrix:
+    def from_dense(cls, W, rank: int, input_gram=None) -> LowRankMatrix:
+        """Truncated SVD of W; with `input_gram`, the activation-aware version.
+
+        Parameters
+        ----------
+        W : array_like (m, n)
+        rank : int >= 1 (at most min(m, n) is used)
+        input_gram : array_like (n, n), optional
+            ``X^T X`` summed over calibration inputs x (the rows of X) that
+            the layer ``y = W x`` sees. Then the factors minimise the output
+            error ``||(W - U V^T) X^T||_F`` instead of ``||W - U V^T||_F``:
+            ``U = Q``, ``V = W^T Q`` with Q from :func:`whitened_projector`.
+            ``input_gram = I`` gives the plain truncated SVD.
+
+        Examples
+        --------
+        >>> import numpy as np, hsslin
+        >>> rng = np.random.default_rng(0)
+        >>> W, X = rng.standard_normal((20, 30)), rng.standard_normal((200, 30)) * np.linspace(0, 3, 30)
+        >>> plain = hsslin.LowRankMatrix.from_dense(W, rank=5)
+        >>> aware = hsslin.LowRankMatrix.from_dense(W, rank=5, input_gram=X.T @ X)
+        >>> out = lambda L: np.linalg.norm((W - L.to_dense()) @ X.T)
+        >>> bool(out(aware) < out(plain))
+        True
+        """
         W = as_float_matrix(W, "W")
         rank = min(check_int(rank, "rank", 1), min(W.shape))
-        return cls(*truncated_svd(W, rank))
+        if input_gram is None:
+            return cls(*truncated_svd(W, rank))
+        G = check_input_gram(input_gram, W.shape[1])
+        Q = whitened_projector(W, rank, G)
+        V = W.astype(np.float64, copy=False).T @ Q
+        return cls(Q.astype(W.dtype), V.astype(W.dtype))
 
     @property
     def shape(self):

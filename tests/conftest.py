@@ -19,9 +19,7 @@ from hypothesis import strategies as st
 # runs more examples, derandomized so a CI failure reproduces locally with
 # HYPOTHESIS_PROFILE=ci. Deadlines are off: compression time depends on the
 # shape hypothesis draws and on machine load, not on correctness.
-_COMMON = dict(
-    deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
-)
+_COMMON = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 settings.register_profile("default", max_examples=40, **_COMMON)
 settings.register_profile("ci", max_examples=100, derandomize=True, print_blob=True, **_COMMON)
 settings.register_profile("dev", max_examples=5, **_COMMON)
@@ -113,9 +111,7 @@ _GENERATORS = {
 }
 
 
-def make_matrix(
-    family: str, m: int, n: int | None = None, dtype=np.float64, seed: int = 0
-) -> np.ndarray:
+def make_matrix(family: str, m: int, n: int | None = None, dtype=np.float64, seed: int = 0) -> np.ndarray:
     """A C-ordered m x n matrix of the given family and dtype."""
     return np.ascontiguousarray(_GENERATORS[family](m, n, seed=seed), dtype=dtype)
 

@@ -172,9 +172,7 @@ def test_hodlr_rank_options(kwargs, name):
 
 
 @pytest.mark.parametrize("cls", CLASSES)
-@pytest.mark.parametrize(
-    "kwargs", [dict(leaf_size=2.5), dict(leaf_size="8"), dict(leaf_size=True)]
-)
+@pytest.mark.parametrize("kwargs", [dict(leaf_size=2.5), dict(leaf_size="8"), dict(leaf_size=True)])
 def test_integer_options_wrong_type(cls, kwargs):
     with pytest.raises(TypeError, match="leaf_size"):
         cls.from_dense(np.eye(8), **kwargs)

@@ -31,9 +31,7 @@ def as_float64(A):
     # A private copy: scipy canonicalizes in place and shares index arrays
     # between astype copies, which would rewrite the matrix under test.
     A = sp.csr_array(A)
-    return sp.csr_array(
-        (A.data.astype(np.float64), A.indices.copy(), A.indptr.copy()), shape=A.shape
-    )
+    return sp.csr_array((A.data.astype(np.float64), A.indices.copy(), A.indptr.copy()), shape=A.shape)
 
 
 def product_bound(A, x, dtype):
@@ -101,8 +99,12 @@ def test_threaded_products_large(dtype):
 
 @settings(max_examples=40, deadline=None)
 @given(
-    m=st.integers(0, 40), n=st.integers(0, 40), density=st.floats(0, 1),
-    k=st.integers(1, 20), seed=st.integers(0, 2**32 - 1), dtype=st.sampled_from(DTYPES),
+    m=st.integers(0, 40),
+    n=st.integers(0, 40),
+    density=st.floats(0, 1),
+    k=st.integers(1, 20),
+    seed=st.integers(0, 2**32 - 1),
+    dtype=st.sampled_from(DTYPES),
 )
 def test_products_hypothesis(m, n, density, k, seed, dtype):
     A = random_csr(m, n, density, dtype, seed, duplicates=seed % 2 == 0)

@@ -83,9 +83,7 @@ def test_tolerance_mode_error_is_guaranteed(A, data):
     m, n = A.shape
     tol = data.draw(tolerances(A.dtype))
     leaf = data.draw(leaf_sizes())
-    H = hsslin.HODLRMatrix.from_dense(
-        A, tol=tol, leaf_size=leaf, seed=data.draw(st.integers(0, 2**32))
-    )
+    H = hsslin.HODLRMatrix.from_dense(A, tol=tol, leaf_size=leaf, seed=data.draw(st.integers(0, 2**32)))
     assert H.shape == A.shape and H.dtype == A.dtype
     assert H.rank_schedule is None
     assert H.levels == tree_levels(m, n, leaf)
@@ -234,9 +232,7 @@ def test_products_match_dense(A, k, data):
     m, n = A.shape
     dt = A.dtype
     if data.draw(st.booleans()):
-        H = hsslin.HODLRMatrix.from_dense(
-            A, tol=data.draw(tolerances(dt)), leaf_size=data.draw(leaf_sizes())
-        )
+        H = hsslin.HODLRMatrix.from_dense(A, tol=data.draw(tolerances(dt)), leaf_size=data.draw(leaf_sizes()))
     else:
         rank, decay, min_rank = data.draw(schedules())
         H = hsslin.HODLRMatrix.from_dense(

@@ -159,9 +159,7 @@ def test_ndarray_matmul_defers_to_operator(cls, left_shape):
     H = cls.from_dense(A, leaf_size=8)
     x = np.random.default_rng(0).standard_normal(left_shape)
     got = x @ H
-    assert_product_close(
-        np.atleast_2d(got).T, H.to_dense().T, np.atleast_2d(x).T, np.float64, "x @ H"
-    )
+    assert_product_close(np.atleast_2d(got).T, H.to_dense().T, np.atleast_2d(x).T, np.float64, "x @ H")
 
 
 @given(hss_cases())
@@ -230,9 +228,7 @@ def test_lowrank_plus_diagonal_ranks(dtype, leaf, data):
 def test_symmetric_flag():
     assert hsslin.HSSMatrix.from_dense(make_matrix("gaussian", 200), leaf_size=32).symmetric
     assert not hsslin.HSSMatrix.from_dense(make_matrix("cauchy", 200), leaf_size=32).symmetric
-    assert not hsslin.HSSMatrix.from_dense(
-        make_matrix("gaussian", 200, 150), leaf_size=32
-    ).symmetric
+    assert not hsslin.HSSMatrix.from_dense(make_matrix("gaussian", 200, 150), leaf_size=32).symmetric
     A = make_matrix("gaussian", 200)
     A[3, 150] += 1e-12  # one asymmetric entry
     H = hsslin.HSSMatrix.from_dense(A, tol=1e-10, leaf_size=32)

@@ -74,8 +74,11 @@ def test_random_symmetric_large_within_ten_percent():
 @pytest.mark.parametrize("n, half_band", [(500, 3), (2000, 10), (1000, 1)])
 def test_recovers_shuffled_band(n, half_band):
     rng = np.random.default_rng(n)
-    A = sp.diags_array([np.ones(n - abs(k)) for k in range(-half_band, half_band + 1)],
-                       offsets=range(-half_band, half_band + 1), format="csr")
+    A = sp.diags_array(
+        [np.ones(n - abs(k)) for k in range(-half_band, half_band + 1)],
+        offsets=range(-half_band, half_band + 1),
+        format="csr",
+    )
     shuffle = rng.permutation(n)
     B = A[shuffle][:, shuffle]
     assert bandwidth(B) > 10 * half_band
@@ -121,8 +124,7 @@ def test_inputs_dense_csrmatrix_and_empty():
 
 
 @settings(max_examples=40, deadline=None)
-@given(m=st.integers(1, 60), n=st.integers(1, 60), density=st.floats(0, 0.3),
-       seed=st.integers(0, 2**32 - 1))
+@given(m=st.integers(1, 60), n=st.integers(1, 60), density=st.floats(0, 0.3), seed=st.integers(0, 2**32 - 1))
 def test_rectangular_bipartite(m, n, density, seed):
     if m == n:
         n += 1
@@ -138,7 +140,7 @@ def test_rectangular_shuffled_band():
     m, n = 300, 600
     A = sp.lil_array((m, n))
     for i in range(m):
-        A[i, 2 * i:2 * i + 4] = 1.0
+        A[i, 2 * i : 2 * i + 4] = 1.0
     A = A.tocsr()
     r, c = rng.permutation(m), rng.permutation(n)
     B = A[r][:, c]

@@ -48,8 +48,14 @@ def test_count_rule():
 
 
 @settings(max_examples=60, deadline=None)
-@given(m=st.integers(1, 30), n=st.integers(1, 30), rho=st.floats(0, 0.999),
-       levels=st.integers(1, 6), seed=st.integers(0, 2**32 - 1), per_row=st.booleans())
+@given(
+    m=st.integers(1, 30),
+    n=st.integers(1, 30),
+    rho=st.floats(0, 0.999),
+    levels=st.integers(1, 6),
+    seed=st.integers(0, 2**32 - 1),
+    per_row=st.booleans(),
+)
 def test_ties_are_deterministic(m, n, rho, levels, seed, per_row):
     # Few distinct magnitudes, both signs: many ties at the threshold.
     rng = np.random.default_rng(seed)
@@ -57,7 +63,7 @@ def test_ties_are_deterministic(m, n, rho, levels, seed, per_row):
     S = CSRMatrix.from_dense(W, sparsity=rho, per_row=per_row)
     if per_row:
         kr = _expected_top_count(rho, n)
-        expected = np.concatenate([i * n + reference_top(W[i:i + 1], kr) for i in range(m)])
+        expected = np.concatenate([i * n + reference_top(W[i : i + 1], kr) for i in range(m)])
     else:
         expected = reference_top(W, _expected_top_count(rho, W.size))
     np.testing.assert_array_equal(kept_flat(S), expected)
@@ -74,8 +80,8 @@ def test_per_row(dtype):
     kr = _expected_top_count(rho, 700)
     np.testing.assert_array_equal(np.diff(S.indptr), kr)
     for i in (0, 1, 777, 1499):
-        cols = S.indices[S.indptr[i]:S.indptr[i + 1]]
-        np.testing.assert_array_equal(cols, reference_top(W[i:i + 1], kr))
+        cols = S.indices[S.indptr[i] : S.indptr[i + 1]]
+        np.testing.assert_array_equal(cols, reference_top(W[i : i + 1], kr))
     # Column indices sorted within rows, values exact.
     dense = S.to_dense()
     assert np.all((dense == 0) | (dense == W))

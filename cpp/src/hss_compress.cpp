@@ -256,7 +256,10 @@ HSSMatrix<T> HSSMatrix<T>::compress(const ConstRowMap<T>& A, const HSSOptions& o
                 false};
     build.run();
 
-    if (build.any_saturated && d < max_samples) {
+    // With a rank cap, d >= max_rank + p samples from the start (see above): saturation
+    // then only says the true ranks exceed the cap, which is what a cap is for.
+    const bool capped = options.max_rank() > 0;
+    if (build.any_saturated && d < max_samples && !capped) {
       if (build.predicted_entries() >= kDenseFraction * double(m) * double(n)) {
         H.set_dense(A);
         H.samples_ = d;
@@ -291,7 +294,6 @@ HSSMatrix<T> HSSMatrix<T>::compress(const ConstRowMap<T>& A, const HSSOptions& o
       H.samples_ = d;
       return H;
     }
-    const bool capped = options.max_rank() > 0;
     if (H.error_estimate_ <= options.tol() || capped || tightenings >= kMaxTightenings) return H;
     safety *= std::max(0.1, 0.5 * options.tol() / H.error_estimate_);
     ++tightenings;
