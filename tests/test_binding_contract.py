@@ -16,9 +16,9 @@ import textwrap
 import numpy as np
 import pytest
 import scipy.sparse
-from conftest import assert_product_close, make_matrix, rel_fro_error, rounding_floor
 
 import hsslin
+from conftest import assert_product_close, make_matrix, rel_fro_error, rounding_floor
 
 CLASSES = [hsslin.HSSMatrix, hsslin.HODLRMatrix]
 DTYPES = [np.float32, np.float64]

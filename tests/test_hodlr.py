@@ -12,6 +12,10 @@ import pickle
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import hsslin
 from conftest import (
     COMPRESSIBLE,
     FAMILIES,
@@ -28,10 +32,6 @@ from conftest import (
     tree_levels,
     tree_nodes,
 )
-from hypothesis import given
-from hypothesis import strategies as st
-
-import hsslin
 
 # The error_estimate is the exact error summed block by block in working
 # precision; recomputing it from to_dense() in float64 differs by rounding

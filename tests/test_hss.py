@@ -13,6 +13,10 @@ import pickle
 import numpy as np
 import pytest
 import scipy.sparse.linalg as spla
+from hypothesis import given
+from hypothesis import strategies as st
+
+import hsslin
 from conftest import (
     COMPRESSIBLE,
     FAMILIES,
@@ -30,10 +34,6 @@ from conftest import (
     tree_levels,
     tree_nodes,
 )
-from hypothesis import given
-from hypothesis import strategies as st
-
-import hsslin
 
 
 @st.composite

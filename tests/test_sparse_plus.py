@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import assert_product_close, dtypes, eps, rounding_floor
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import hsslin
+from conftest import assert_product_close, dtypes, eps, rounding_floor
 
 
 def weight_like(m: int, n: int, dtype, seed: int) -> np.ndarray:
