@@ -3,6 +3,7 @@
 // ancestors and sums D x plus U_b(rows of the leaf) t_b. Both sweeps are
 // threaded; each output row is written by exactly one work item.
 #include <algorithm>
+#include <cstdint>
 
 #include "hsslin/hodlr.hpp"
 #include "hsslin/parallel.hpp"
@@ -11,6 +12,25 @@ namespace hsslin {
 namespace {
 constexpr Index kChunkRows = 256;
 constexpr double kParallelEntries = 1 << 22;  // see hss_apply.cpp
+
+bool is_aligned(const void* p) {
+  return reinterpret_cast<std::uintptr_t>(p) % EIGEN_MAX_ALIGN_BYTES == 0;
+}
+
+// A contiguous copy of a strided view in the same layout (row- or column-major),
+// in Eigen-aligned storage; `view` is pointed at it.
+template <class T>
+Eigen::Matrix<T, Eigen::Dynamic, 1> aligned_copy(const DenseView<const T>& src,
+                                                 DenseView<T>& view) {
+  Eigen::Matrix<T, Eigen::Dynamic, 1> buf(src.rows * src.cols);
+  const bool rm = src.row_major();
+  view = DenseView<T>{buf.data(), src.rows, src.cols, rm ? src.cols : 1, rm ? 1 : src.rows};
+  for (Index i = 0; i < src.rows; ++i)
+    for (Index j = 0; j < src.cols; ++j)
+      view.data[i * view.row_stride + j * view.col_stride] =
+          src.data[i * src.row_stride + j * src.col_stride];
+  return buf;
+}
 }  // namespace
 
 template <class T>
@@ -116,6 +136,28 @@ void HODLRMatrix<T>::apply(const DenseView<const T>& X, const DenseView<T>& Y,
   HSSLIN_CHECK(X.rows == (transpose ? rows() : cols()) && Y.rows == (transpose ? cols() : rows()) &&
                    X.cols == Y.cols,
                "apply: operand shapes do not match the ", rows(), "x", cols(), " matrix");
+  // Eigen's vectorized loops peel to the operands' alignment, and the peeled
+  // part rounds differently; so that a product does not depend on where the
+  // caller's buffers lie, misaligned operands go through aligned copies
+  // (O(size of x and y), small beside the product itself).
+  if (!is_aligned(X.data) && X.rows * X.cols > 0) {
+    DenseView<T> Xa;
+    const auto keep = aligned_copy(X, Xa);
+    apply(DenseView<const T>{Xa.data, Xa.rows, Xa.cols, Xa.row_stride, Xa.col_stride}, Y,
+          transpose);
+    return;
+  }
+  if (!is_aligned(Y.data) && Y.rows * Y.cols > 0) {
+    DenseView<T> Ya;
+    const auto keep =
+        aligned_copy(DenseView<const T>{Y.data, Y.rows, Y.cols, Y.row_stride, Y.col_stride}, Ya);
+    apply(X, Ya, transpose);
+    for (Index i = 0; i < Y.rows; ++i)
+      for (Index j = 0; j < Y.cols; ++j)
+        Y.data[i * Y.row_stride + j * Y.col_stride] =
+            Ya.data[i * Ya.row_stride + j * Ya.col_stride];
+    return;
+  }
   auto run = [&](const auto& Xm, auto& Ym) {
     if (transpose)
       apply_impl<true>(Xm, Ym);
