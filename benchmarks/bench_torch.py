@@ -141,6 +141,38 @@ def fidelity_variants(tokenizer):
     return variants
 
 
+def rounding_rows(tokenizer, base):
+    """Reference points that are not structure: Q/K/V rounded to a 16-bit float (50% of the bytes)."""
+    rows = []
+    for label, dtype in (
+        ("reference: dense float16", torch.float16),
+        ("reference: dense bfloat16", torch.bfloat16),
+    ):
+        model = copy.deepcopy(base)
+        names = ht.find_targets(model, "qkv")
+        errs = []
+        for name in names:
+            lin = model.get_submodule(name)
+            W = lin.weight.data
+            Wr = W.to(dtype).to(W.dtype)
+            errs.append(float((W - Wr).norm() / W.norm()))
+            lin.weight.data = Wr
+        fid = ht.embedding_fidelity(base, model, tokenizer, SAMPLE_SENTENCES)
+        rows.append(
+            {
+                "method": label,
+                "budget": 0.5,
+                "bytes_pct": 50.0,
+                "weight_err": float(np.mean(errs)),
+                "cos_mean": fid.mean,
+                "cos_min": fid.min,
+                "compress_s": 0.0,
+            }
+        )
+        print(f"{label:24s}: err {np.mean(errs):.2e} cos mean {fid.mean:.6f} min {fid.min:.6f}", flush=True)
+    return rows
+
+
 def fidelity_rows(tokenizer, base, variants, budgets):
     rows = []
     for label, method, extra in variants:
@@ -288,7 +320,9 @@ def render(results, command) -> str:
             "activation-aware svd (`compress_model(..., calibration=ht.calibration_batches(tok))`: "
             "each layer minimises its output error over the 48 `CALIBRATION_SENTENCES`, which "
             'are disjoint from the evaluation sentences); "global" spends the budget over all '
-            '18 layers together (`allocation="global"`), so single layers may exceed it.',
+            '18 layers together (`allocation="global"`), so single layers may exceed it. The '
+            '"reference" rows are no hsslin method: the dense weights rounded to a 16-bit float '
+            "store exactly half the float32 bytes, and show what plain rounding keeps at that size.",
             "",
         ]
         rows = [
@@ -296,9 +330,9 @@ def render(results, command) -> str:
                 r["method"],
                 f"{r['budget']:.0%}",
                 f"{r.get('bytes_pct', float('nan')):.1f}%",
-                f"{r['weight_err']:.3f}" if "weight_err" in r else r.get("error", "")[:40],
-                f"{r['cos_mean']:.4f}" if "cos_mean" in r else "-",
-                f"{r['cos_min']:.4f}" if "cos_min" in r else "-",
+                f"{r['weight_err']:.3g}" if "weight_err" in r else r.get("error", "")[:40],
+                f"{r['cos_mean']:.6f}" if "cos_mean" in r else "-",
+                f"{r['cos_min']:.6f}" if "cos_min" in r else "-",
                 f"{r['compress_s']:.1f}" if "compress_s" in r else "-",
             ]
             for r in fid
@@ -370,6 +404,7 @@ def main(argv=None) -> int:
         if not args.skip_fidelity:
             budgets = (0.5, 0.75) if args.quick else (0.25, 0.5, 0.75)
             results["fidelity"] = fidelity_rows(tokenizer, base, fidelity_variants(tokenizer), budgets)
+            results["fidelity"] += rounding_rows(tokenizer, base)
     command = "python benchmarks/bench_torch.py " + " ".join(argv if argv is not None else sys.argv[1:])
     results["command"] = command.strip()
     text = render(results, command.strip())

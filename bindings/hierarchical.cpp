@@ -64,6 +64,21 @@ void register_hss(py::module_& m, const char* name) {
       .def_property_readonly("samples", &H::samples)
       .def_property_readonly("symmetric", &H::symmetric)
       .def_property_readonly("is_dense_fallback", &H::is_dense_fallback)
+      .def(
+          "dense_view",
+          [](py::object self) -> py::object {
+            // A read-only numpy view of the single dense block (a one-leaf tree or the
+            // dense fallback), sharing the packed storage; None when there is a tree.
+            const H& h = self.cast<const H&>();
+            if (h.tree().levels() != 0) return py::none();
+            const auto D = h.D(0);
+            py::array_t<T> view({D.rows(), D.cols()},
+                                {D.cols() * Index(sizeof(T)), Index(sizeof(T))}, D.data(), self);
+            py::detail::array_proxy(view.ptr())->flags &=
+                ~py::detail::npy_api::NPY_ARRAY_WRITEABLE_;
+            return std::move(view);
+          },
+          "read-only view of the dense block (one-leaf tree or dense fallback), else None")
       .def_property_readonly("tol", [](const H& h) { return h.options().tol(); })
       .def_property_readonly("leaf_size", [](const H& h) { return h.options().leaf_size(); })
       .def_property_readonly("max_rank", [](const H& h) { return h.options().max_rank(); })

@@ -150,7 +150,10 @@ class HSSMatrix(_Hierarchical):
         HSSMatrix
             Incompressible input (e.g. iid random entries) is detected from
             the rank growth and kept as a single dense block
-            (:attr:`is_dense`), so it never costs more than dense.
+            (:attr:`is_dense`), so it never costs more than dense. Products
+            with a single dense block run in numpy's BLAS (a read-only view
+            of the stored block, no copy), so they cost what a dense product
+            costs; they use the BLAS threads, not hsslin's.
 
         Examples
         --------
@@ -208,6 +211,17 @@ class HSSMatrix(_Hierarchical):
     def is_dense(self) -> bool:
         """True when compression did not pay and the matrix is stored as one dense block."""
         return bool(self._impl.is_dense_fallback)
+
+    def _apply(self, x, transpose):
+        # A single dense block (one-leaf tree or dense fallback): the platform BLAS
+        # beats any kernel of ours on a plain dense product.
+        try:
+            D = self._dense_block
+        except AttributeError:
+            D = self._dense_block = self._impl.dense_view()
+        if D is None:
+            return self._impl.apply(x, transpose)
+        return (D.T if transpose else D) @ x
 
 
 class HODLRMatrix(_Hierarchical):

@@ -8,11 +8,20 @@
 namespace hsslin {
 namespace {
 
-/// Undirected graph in adjacency (CSR) form, without self-loops or repeats.
+/// Undirected graph in adjacency (CSR) form. Built graphs own their arrays and
+/// hold no self-loops or repeats; a symmetric pattern is used as it is (a view:
+/// self-loops and repeats are then harmless, as every search skips visited
+/// nodes, and only count in the degrees).
 struct Graph {
+  Graph() = default;
+  Graph(Graph&&) = default;  // moving the vectors keeps their buffers: the pointers stay valid
+  Graph(const Graph&) = delete;
+  Graph& operator=(const Graph&) = delete;
   Index nodes = 0;
-  std::vector<std::int64_t> xadj;
-  std::vector<std::int32_t> adj;
+  const std::int64_t* xadj = nullptr;
+  const std::int32_t* adj = nullptr;
+  std::vector<std::int64_t> xadj_store;
+  std::vector<std::int32_t> adj_store;
   Index degree(Index v) const { return xadj[size_t(v + 1)] - xadj[size_t(v)]; }
 };
 
@@ -22,27 +31,31 @@ template <class ForEachEdge>
 Graph build_graph(Index nodes, ForEachEdge&& for_each_edge) {
   Graph g;
   g.nodes = nodes;
-  g.xadj.assign(size_t(nodes + 1), 0);
-  for_each_edge([&](Index u, Index) { ++g.xadj[size_t(u + 1)]; });
-  for (Index v = 0; v < nodes; ++v) g.xadj[size_t(v + 1)] += g.xadj[size_t(v)];
-  g.adj.resize(size_t(g.xadj[size_t(nodes)]));
-  std::vector<std::int64_t> fill(g.xadj.begin(), g.xadj.end() - 1);
-  for_each_edge([&](Index u, Index v) { g.adj[size_t(fill[size_t(u)]++)] = std::int32_t(v); });
+  auto& xadj = g.xadj_store;
+  auto& adj = g.adj_store;
+  xadj.assign(size_t(nodes + 1), 0);
+  for_each_edge([&](Index u, Index) { ++xadj[size_t(u + 1)]; });
+  for (Index v = 0; v < nodes; ++v) xadj[size_t(v + 1)] += xadj[size_t(v)];
+  adj.resize(size_t(xadj[size_t(nodes)]));
+  std::vector<std::int64_t> fill(xadj.begin(), xadj.end() - 1);
+  for_each_edge([&](Index u, Index v) { adj[size_t(fill[size_t(u)]++)] = std::int32_t(v); });
   // Compact in place: a node's new start never passes its old one.
   std::vector<std::int32_t> seen(size_t(nodes), -1);
   std::int64_t out = 0;
   for (Index u = 0; u < nodes; ++u) {
-    const std::int64_t begin = g.xadj[size_t(u)], end = g.xadj[size_t(u + 1)];
-    g.xadj[size_t(u)] = out;
+    const std::int64_t begin = xadj[size_t(u)], end = xadj[size_t(u + 1)];
+    xadj[size_t(u)] = out;
     for (std::int64_t p = begin; p < end; ++p) {
-      const std::int32_t v = g.adj[size_t(p)];
+      const std::int32_t v = adj[size_t(p)];
       if (seen[size_t(v)] == std::int32_t(u)) continue;
       seen[size_t(v)] = std::int32_t(u);
-      g.adj[size_t(out++)] = v;
+      adj[size_t(out++)] = v;
     }
   }
-  g.xadj[size_t(nodes)] = out;
-  g.adj.resize(size_t(out));
+  xadj[size_t(nodes)] = out;
+  adj.resize(size_t(out));
+  g.xadj = xadj.data();
+  g.adj = adj.data();
   return g;
 }
 
@@ -61,11 +74,12 @@ Graph graph_of(const SparsePattern& S, bool symmetric_mode) {
     });
   }
   if (symmetric_mode) {
-    return build_graph(m, [&](auto&& edge) {
-      for (Index i = 0; i < m; ++i)
-        for (std::int64_t p = ptr[i]; p < ptr[i + 1]; ++p)
-          if (idx[p] != i) edge(i, Index(idx[p]));
-    });
+    // Trusted symmetric: the pattern is the graph; no copy.
+    Graph g;
+    g.nodes = m;
+    g.xadj = ptr;
+    g.adj = idx;
+    return g;
   }
   return build_graph(m, [&](auto&& edge) {
     for (Index i = 0; i < m; ++i)
