@@ -422,3 +422,27 @@ def test_krylov_solve(solver, cls):
     # and ||K - H||_2 <= ||K - H||_F = rel_err * ||K||_F.
     res_k = np.linalg.norm(b - K @ x)
     assert res_k <= res_h + H.relative_error(K) * np.linalg.norm(K) * np.linalg.norm(x) * 1.01
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dense_block_products_go_through_a_readonly_view(dtype):
+    """Incompressible input is one dense block; its products use a numpy view of
+    the stored block (no copy), which must stay read-only and outlive the matrix."""
+    rng = np.random.default_rng(5)
+    R = rng.standard_normal((300, 170)).astype(dtype)
+    H = hsslin.HSSMatrix.from_dense(R, tol=1e-6)
+    assert H.is_dense
+    x, y = rng.standard_normal(170).astype(dtype), rng.standard_normal(300).astype(dtype)
+    X = np.asfortranarray(rng.standard_normal((170, 4)).astype(dtype))
+    assert_product_close(H @ x, R, x, dtype, "H @ x")
+    assert_product_close(H.T @ y, R.T, y, dtype, "H.T @ y")
+    assert_product_close(H @ X, R, X, dtype, "H @ X")
+    view = H._impl.dense_view()
+    assert view.shape == R.shape and not view.flags.writeable and not view.flags.owndata
+    with pytest.raises(ValueError):
+        view[0, 0] = 1.0
+    np.testing.assert_array_equal(view, R)
+    del H
+    np.testing.assert_array_equal(view, R)  # the view keeps the matrix alive
+    K = make_matrix("gaussian", 300, 300, dtype)
+    assert hsslin.HSSMatrix.from_dense(K, tol=1e-6, leaf_size=32)._impl.dense_view() is None
