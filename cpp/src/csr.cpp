@@ -67,16 +67,17 @@ void row_times_block_any(const T* v, const std::int32_t* idx, std::int64_t begin
 }
 
 // buf[idx[p], 0:W] += v[p] * x[0:W] for the entries of one row (W fixed).
+// Written with Eigen's fixed-size arrays so that each update is W/packet
+// vector multiply-adds along the row: with a plain loop, GCC 12 -O3
+// vectorized across entries instead (gathers and scatters) and ran 3.5x
+// slower (4.3 ms against 1.2 ms for 838k entries, 16 columns, AVX2).
 template <class T, Index W>
 void scatter_block(const T* v, const std::int32_t* idx, std::int64_t begin, std::int64_t end,
                    const T* x, T* buf, Index ldb) {
-  T xs[W];
-  for (Index t = 0; t < W; ++t) xs[t] = x[t];
-  for (std::int64_t p = begin; p < end; ++p) {
-    const T a = v[p];
-    T* br = buf + Index(idx[p]) * ldb;
-    for (Index t = 0; t < W; ++t) br[t] += a * xs[t];
-  }
+  using Row = Eigen::Array<T, W, 1>;
+  const Row xs = Eigen::Map<const Row>(x);
+  for (std::int64_t p = begin; p < end; ++p)
+    Eigen::Map<Row>(buf + Index(idx[p]) * ldb) += v[p] * xs;
 }
 
 template <class T>
