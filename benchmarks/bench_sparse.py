@@ -3,7 +3,9 @@
 Every pair is timed interleaved (scipy, hsslin, scipy, hsslin, ...) after a
 warm-up, and medians are compared. Writes docs/bench_sparse.md.
 
-    HSSLIN_SIMD=generic python benchmarks/bench_sparse.py [--reps 21] [--out docs/bench_sparse.md]
+    python benchmarks/bench_sparse.py [--reps 21] [--out docs/bench_sparse.md]
+
+(`HSSLIN_SIMD=generic|avx2` in front picks the core build; the report names it.)
 """
 
 from __future__ import annotations
@@ -140,7 +142,8 @@ def main(argv=None):
         "Made by (from the repository root):",
         "",
         "```",
-        "HSSLIN_SIMD=generic python benchmarks/bench_sparse.py"
+        (f"HSSLIN_SIMD={os.environ['HSSLIN_SIMD']} " if os.environ.get("HSSLIN_SIMD") else "")
+        + "python benchmarks/bench_sparse.py"
         + (f" --reps {args.reps}" if args.reps != 21 else ""),
         "```",
         "",
