@@ -111,8 +111,8 @@ class LevelSearch {
         const Index u = queue_[size_t(q)];
         for (std::int64_t p = g_.xadj[size_t(u)]; p < g_.xadj[size_t(u + 1)]; ++p) {
           const std::int32_t v = g_.adj[size_t(p)];
-          // Components are numbered whole, so everything reachable from
-          // root is unnumbered: the stamp alone marks visited nodes.
+          // The stamp alone marks visited nodes (whether numbered or not):
+          // a search stays within root's component.
           if (stamp_[size_t(v)] == current_) continue;
           stamp_[size_t(v)] = current_;
           queue_[size_++] = v;
@@ -148,37 +148,50 @@ Index min_degree_node(const Graph& g, const std::int32_t* nodes, Index count) {
   return best;
 }
 
-// George-Liu: from the lowest-degree node of the component (`root`), move
-// to the lowest-degree node of the last level while the eccentricity grows.
-Index pseudo_peripheral_node(const Graph& g, Index root, LevelSearch& bfs,
-                             const std::vector<char>& numbered) {
-  Index ecc = bfs.search(root, numbered);
-  for (;;) {
-    const Index x =
-        min_degree_node(g, bfs.queue() + bfs.last_begin(), bfs.size() - bfs.last_begin());
-    const Index ecc_x = bfs.search(x, numbered);
-    if (ecc_x <= ecc) return root;
-    root = x;
-    ecc = ecc_x;
-  }
-}
+/// What one Cuthill-McKee pass found besides the order.
+struct CMResult {
+  Index eccentricity = 0;  ///< levels - 1 of the root's level structure
+  size_t last_begin = 0;   ///< where the last level starts in `order`
+  Index bandwidth = 0;     ///< of the component in this order
+};
 
-// Appends the Cuthill-McKee order of root's component to `order`.
-void cuthill_mckee_component(const Graph& g, Index root, std::vector<char>& numbered,
-                             std::vector<std::int32_t>& order) {
+// Appends the Cuthill-McKee order of root's component to `order`: a
+// breadth-first search that numbers each node's unnumbered neighbours by
+// increasing degree. Its levels are those of a plain search from root (the
+// order within a level does not change which level a node is in), so it also
+// reports the eccentricity and the last level, as a search would; and since
+// every neighbour of u is numbered once u is processed, the bandwidth is the
+// largest |position(u) - position(v)| seen on the way (`position` is scratch
+// indexed by node).
+CMResult cuthill_mckee_component(const Graph& g, Index root, std::vector<char>& numbered,
+                                 std::vector<std::int32_t>& order,
+                                 std::vector<std::int32_t>& position) {
   const auto by_degree = [&](std::int32_t a, std::int32_t b) {
     const Index da = g.degree(a), db = g.degree(b);
     return da < db || (da == db && a < b);
   };
+  CMResult r;
   size_t head = order.size();
+  size_t level_end = head + 1;  // end of the level being processed
+  r.last_begin = head;
+  position[size_t(root)] = std::int32_t(head);
   order.push_back(std::int32_t(root));
   numbered[size_t(root)] = 1;
   while (head < order.size()) {
+    if (head == level_end) {  // the next level starts here
+      ++r.eccentricity;
+      r.last_begin = head;
+      level_end = order.size();
+    }
+    const Index q = Index(head);
     const Index u = order[head++];
     const size_t first = order.size();
     for (std::int64_t p = g.xadj[size_t(u)]; p < g.xadj[size_t(u + 1)]; ++p) {
       const std::int32_t v = g.adj[size_t(p)];
-      if (numbered[size_t(v)]) continue;
+      if (numbered[size_t(v)]) {
+        r.bandwidth = std::max<Index>(r.bandwidth, std::abs(q - Index(position[size_t(v)])));
+        continue;
+      }
       numbered[size_t(v)] = 1;
       order.push_back(v);
     }
@@ -189,43 +202,42 @@ void cuthill_mckee_component(const Graph& g, Index root, std::vector<char>& numb
       for (; b > first && by_degree(v, order[b - 1]); --b) order[b] = order[b - 1];
       order[b] = v;
     }
+    for (size_t a = first; a < order.size(); ++a) position[size_t(order[a])] = std::int32_t(a);
+    if (order.size() > first)
+      r.bandwidth = std::max<Index>(r.bandwidth, Index(order.size() - 1) - q);
   }
+  return r;
 }
 
-// Bandwidth of the component numbered in order[first, end); `position` is
-// scratch indexed by node.
-Index component_bandwidth(const Graph& g, const std::vector<std::int32_t>& order, size_t first,
-                          std::vector<std::int32_t>& position) {
-  for (size_t q = first; q < order.size(); ++q) position[size_t(order[q])] = std::int32_t(q);
-  Index bw = 0;
-  for (size_t q = first; q < order.size(); ++q) {
-    const Index u = order[q];
-    for (std::int64_t p = g.xadj[size_t(u)]; p < g.xadj[size_t(u + 1)]; ++p)
-      bw = std::max<Index>(bw, Index(q) - position[size_t(g.adj[size_t(p)])]);
-  }
-  return bw;
-}
-
-// Numbers one component. RCM is a heuristic and no single start node wins
-// on every graph, so two are tried -- the George-Liu pseudo-peripheral node
-// and the component's lowest-degree node (the start scipy uses) -- and the
-// order with the smaller bandwidth is kept. Costs one more search and two
-// linear passes per component.
-void order_component(const Graph& g, Index seed, LevelSearch& bfs, std::vector<char>& numbered,
+// Numbers the component of `low`, its lowest-degree node. RCM is a heuristic
+// and no single start node wins on every graph, so two are tried -- `low`
+// (the start scipy uses) and the George-Liu pseudo-peripheral node -- and the
+// order with the smaller bandwidth is kept (the pseudo-peripheral one on a
+// tie). George-Liu moves from `low` to the lowest-degree node of the last
+// level while the eccentricity grows; the Cuthill-McKee pass from `low` is
+// its first search, so trying both costs one order more than George-Liu
+// alone.
+void order_component(const Graph& g, Index low, LevelSearch& bfs, std::vector<char>& numbered,
                      std::vector<std::int32_t>& order, std::vector<std::int32_t>& position,
                      std::vector<std::int32_t>& saved) {
-  bfs.search(seed, numbered);
-  const Index low = min_degree_node(g, bfs.queue(), bfs.size());
-  const Index peripheral = pseudo_peripheral_node(g, low, bfs, numbered);
   const size_t first = order.size();
-  cuthill_mckee_component(g, peripheral, numbered, order);
-  if (peripheral == low) return;
-  const Index bw = component_bandwidth(g, order, first, position);
+  const CMResult from_low = cuthill_mckee_component(g, low, numbered, order, position);
+  Index root = low, ecc = from_low.eccentricity;
+  Index x = min_degree_node(g, order.data() + from_low.last_begin,
+                            Index(order.size() - from_low.last_begin));
+  for (;;) {
+    const Index ecc_x = bfs.search(x, numbered);
+    if (ecc_x <= ecc) break;
+    root = x;
+    ecc = ecc_x;
+    x = min_degree_node(g, bfs.queue() + bfs.last_begin(), bfs.size() - bfs.last_begin());
+  }
+  if (root == low) return;
   saved.assign(order.begin() + std::ptrdiff_t(first), order.end());
   for (size_t q = first; q < order.size(); ++q) numbered[size_t(order[q])] = 0;
   order.resize(first);
-  cuthill_mckee_component(g, low, numbered, order);
-  if (component_bandwidth(g, order, first, position) < bw) return;
+  const CMResult from_root = cuthill_mckee_component(g, root, numbered, order, position);
+  if (from_root.bandwidth <= from_low.bandwidth) return;
   std::copy(saved.begin(), saved.end(), order.begin() + std::ptrdiff_t(first));
 }
 
@@ -257,11 +269,22 @@ Ordering reverse_cuthill_mckee(const SparsePattern& S, bool symmetric_mode) {
   order.reserve(size_t(g.nodes));
   LevelSearch bfs(g);
   std::vector<std::int32_t> position(size_t(g.nodes)), saved;
-  for (Index v = 0; v < g.nodes; ++v) {
+  // Components are started from their lowest-degree node: visiting all nodes
+  // by increasing degree (then index), the first unnumbered one is the
+  // lowest-degree node of a component not yet numbered. A counting sort.
+  Index max_degree = 0;
+  for (Index v = 0; v < g.nodes; ++v) max_degree = std::max(max_degree, g.degree(v));
+  std::vector<Index> start(size_t(max_degree + 2), 0);
+  for (Index v = 0; v < g.nodes; ++v) ++start[size_t(g.degree(v) + 1)];
+  for (Index d = 0; d <= max_degree; ++d) start[size_t(d + 1)] += start[size_t(d)];
+  std::vector<std::int32_t> by_degree(size_t(g.nodes));
+  for (Index v = 0; v < g.nodes; ++v)
+    by_degree[size_t(start[size_t(g.degree(v))]++)] = std::int32_t(v);
+  for (const std::int32_t v : by_degree) {
     if (numbered[size_t(v)]) continue;
     if (g.degree(v) == 0) {
       numbered[size_t(v)] = 1;
-      order.push_back(std::int32_t(v));
+      order.push_back(v);
       continue;
     }
     order_component(g, v, bfs, numbered, order, position, saved);
