@@ -19,4 +19,5 @@ HSSLIN_DEFINE_MODULE(HSSLIN_MODULE_NAME, m) {
   m.def("set_num_threads", &hsslin::set_num_threads, py::arg("n"));
   hsslin::bindings::register_hierarchical(m);
   hsslin::bindings::register_sparse(m);
+  hsslin::bindings::register_sparse_plus(m);
 }

@@ -179,7 +179,14 @@ class SparsePlusHSS(LinearOperatorMixin):
 
     def _apply(self, x, transpose):
         # A = S + Pr^T H Pc:  A x = S x + scatter_r(H gather_c(x));
-        # A^T x = S^T x + scatter_c(H^T gather_r(x)).
+        # A^T x = S^T x + scatter_c(H^T gather_r(x)). One C++ call does all four
+        # steps (GIL released once, no Python temporaries).
+        from ._loader import core
+
+        S_impl = getattr(self.S, "_S", None)
+        H_impl = getattr(self.H, "_impl", None)
+        if S_impl is not None and H_impl is not None and self.S.dtype == self.H.dtype:
+            return core.sparse_plus_apply(S_impl, H_impl, self.row_perm, self.col_perm, x, transpose)
         gather = self.row_perm if transpose else self.col_perm
         scatter = self.col_perm if transpose else self.row_perm
         y = self.S._apply(x, transpose)
