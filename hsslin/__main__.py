@@ -42,7 +42,6 @@ def demo(args: argparse.Namespace) -> int:
 def minilm_demo(args: argparse.Namespace) -> int:
     """Compresses all-MiniLM-L6-v2's attention projections; prints the report and embedding fidelity."""
     import copy
-    import os
 
     try:
         import hsslin.torch as ht
@@ -55,24 +54,20 @@ def minilm_demo(args: argparse.Namespace) -> int:
         )
         return 2
     import torch
-    import transformers
 
     import hsslin
+
+    from ._cli_torch import _load_model
 
     if not 0.0 < args.budget <= 1.0:
         print(f"hsslin: error: --budget must be in (0, 1], got {args.budget}", file=sys.stderr)
         return 2
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    transformers.utils.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
     try:
         path = ht.minilm_path()
     except ImportError as exc:
         print(f"hsslin: error: {exc}", file=sys.stderr)
         return 2
-    torch.manual_seed(0)
-    original = transformers.AutoModel.from_pretrained(path).eval()
-    tokenizer = transformers.AutoTokenizer.from_pretrained(path)
+    original, tokenizer = _load_model(path, causal=False)  # offline, quiet, eval mode
     compressed = copy.deepcopy(original)
     print(
         f"hsslin {hsslin.__version__} ({hsslin.simd_path()} build, {hsslin.get_num_threads()} threads), "

@@ -45,18 +45,19 @@ def whitened_projector(W: np.ndarray, rank: int, input_gram: np.ndarray) -> np.n
     rank(B) <= r has rank <= r). The result is a projection of W, so inputs
     the calibration never excited (lam = 0) cannot blow anything up.
     """
-    G = input_gram
-    lam, E = np.linalg.eigh(0.5 * (G + G.T))
-    S = E * np.sqrt(np.clip(lam, 0.0, None))
-    U = np.linalg.svd(W.astype(np.float64, copy=False) @ S, full_matrices=False)[0]
+    U = np.linalg.svd(_whitened(W, input_gram), full_matrices=False)[0]
     return U[:, :rank]
 
 
 def whitened_spectrum(W: np.ndarray, input_gram: np.ndarray) -> np.ndarray:
     """Singular values of ``W E diag(sqrt(lam))``: their squared tails are the output errors."""
-    lam, E = np.linalg.eigh(0.5 * (input_gram + input_gram.T))
-    S = E * np.sqrt(np.clip(lam, 0.0, None))
-    return np.linalg.svd(W.astype(np.float64, copy=False) @ S, compute_uv=False)
+    return np.linalg.svd(_whitened(W, input_gram), compute_uv=False)
+
+
+def _whitened(W: np.ndarray, G: np.ndarray) -> np.ndarray:
+    """``W E diag(sqrt(lam))`` in float64, for the (symmetric) G = E diag(lam) E^T."""
+    lam, E = np.linalg.eigh(G)
+    return W.astype(np.float64, copy=False) @ (E * np.sqrt(np.clip(lam, 0.0, None)))
 
 
 class LowRankMatrix(LinearOperatorMixin):

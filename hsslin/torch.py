@@ -652,7 +652,8 @@ def input_grams(model: nn.Module, names, calibration) -> dict:
     -------
     dict name -> numpy array (in x in); also the token count under ``"__tokens__"``.
     """
-    grams, hooks, state = {}, [], {"mask": None}
+    names = list(names)
+    grams, hooks, state = {}, [], {"mask": None, "tokens": 0}
     for name in names:
         module = model.get_submodule(name)
         n = _weight_matrix(module).shape[1]
@@ -665,9 +666,10 @@ def input_grams(model: nn.Module, names, calibration) -> dict:
                 x = x[mask.to(_torch.bool)]
             x = x.reshape(-1, x.shape[-1]).to(_torch.float64).cpu()
             grams[name] += x.T @ x
+            if name == names[0]:
+                state["tokens"] += x.shape[0]  # rows recorded, padding left out
 
         hooks.append(module.register_forward_pre_hook(record))
-    tokens = 0
     was_training = model.training
     model.eval()
     try:
@@ -676,12 +678,9 @@ def input_grams(model: nn.Module, names, calibration) -> dict:
             batches += 1
             if isinstance(batch, _torch.Tensor):
                 state["mask"] = None
-                tokens += int(batch.numel())
                 model(batch)
             elif isinstance(batch, dict):
                 state["mask"] = batch.get("attention_mask")
-                ids = batch.get("input_ids")
-                tokens += int(state["mask"].sum()) if state["mask"] is not None else int(ids.numel())
                 model(**batch)
             else:
                 raise TypeError(
@@ -695,7 +694,7 @@ def input_grams(model: nn.Module, names, calibration) -> dict:
             h.remove()
         model.train(was_training)
     out = {k: v.numpy() for k, v in grams.items()}
-    out["__tokens__"] = tokens
+    out["__tokens__"] = state["tokens"]
     return out
 
 

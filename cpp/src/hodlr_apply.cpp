@@ -18,19 +18,29 @@ bool is_aligned(const void* p) {
   return reinterpret_cast<std::uintptr_t>(p) % EIGEN_MAX_ALIGN_BYTES == 0;
 }
 
-// A contiguous copy of a strided view in the same layout (row- or column-major),
-// in Eigen-aligned storage; `view` is pointed at it.
+// Eigen-aligned contiguous storage for a rows x cols operand in the layout
+// (row- or column-major) of `like`; `view` is pointed at it.
 template <class T>
-Eigen::Matrix<T, Eigen::Dynamic, 1> aligned_copy(const DenseView<const T>& src,
+Eigen::Matrix<T, Eigen::Dynamic, 1> aligned_like(const DenseView<const T>& like,
                                                  DenseView<T>& view) {
-  Eigen::Matrix<T, Eigen::Dynamic, 1> buf(src.rows * src.cols);
-  const bool rm = src.row_major();
-  view = DenseView<T>{buf.data(), src.rows, src.cols, rm ? src.cols : 1, rm ? 1 : src.rows};
+  Eigen::Matrix<T, Eigen::Dynamic, 1> buf(like.rows * like.cols);
+  const bool rm = like.row_major();
+  view = DenseView<T>{buf.data(), like.rows, like.cols, rm ? like.cols : 1, rm ? 1 : like.rows};
+  return buf;
+}
+
+// Copies between two views of the same shape (any strides).
+template <class T>
+void copy_view(const DenseView<const T>& src, const DenseView<T>& dst) {
   for (Index i = 0; i < src.rows; ++i)
     for (Index j = 0; j < src.cols; ++j)
-      view.data[i * view.row_stride + j * view.col_stride] =
+      dst.data[i * dst.row_stride + j * dst.col_stride] =
           src.data[i * src.row_stride + j * src.col_stride];
-  return buf;
+}
+
+template <class T>
+DenseView<const T> as_const(const DenseView<T>& v) {
+  return {v.data, v.rows, v.cols, v.row_stride, v.col_stride};
 }
 }  // namespace
 
@@ -166,20 +176,16 @@ void HODLRMatrix<T>::apply(const DenseView<const T>& X, const DenseView<T>& Y,
   // (O(size of x and y), small beside the product itself).
   if (!is_aligned(X.data) && X.rows * X.cols > 0) {
     DenseView<T> Xa;
-    const auto keep = aligned_copy(X, Xa);
-    apply(DenseView<const T>{Xa.data, Xa.rows, Xa.cols, Xa.row_stride, Xa.col_stride}, Y,
-          transpose);
+    const auto keep = aligned_like(X, Xa);
+    copy_view(X, Xa);
+    apply(as_const(Xa), Y, transpose);
     return;
   }
   if (!is_aligned(Y.data) && Y.rows * Y.cols > 0) {
-    DenseView<T> Ya;
-    const auto keep =
-        aligned_copy(DenseView<const T>{Y.data, Y.rows, Y.cols, Y.row_stride, Y.col_stride}, Ya);
+    DenseView<T> Ya;  // every entry is written by the product: no copy in
+    const auto keep = aligned_like(as_const(Y), Ya);
     apply(X, Ya, transpose);
-    for (Index i = 0; i < Y.rows; ++i)
-      for (Index j = 0; j < Y.cols; ++j)
-        Y.data[i * Y.row_stride + j * Y.col_stride] =
-            Ya.data[i * Ya.row_stride + j * Ya.col_stride];
+    copy_view(as_const(Ya), Y);
     return;
   }
   auto run = [&](const auto& Xm, auto& Ym) {
