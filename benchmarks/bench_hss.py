@@ -389,7 +389,15 @@ def evaluate_targets(cases: list[Case], tol: float):
             lambda c: f"{c.build:.3f} s (median of {len(c.build_times)})",
         )
         add(
-            f"{s} N=4096: matvec ≥ 25× faster than dense (interleaved)",
+            f"{s} N=4096: matvec ≥ 25× faster than dense (repeated products, HSS warm)",
+            fam,
+            4096,
+            lambda c: c.speedup("mv", warm=True),
+            lambda v: v >= 25,
+            lambda c: _x(c.speedup("mv", warm=True)),
+        )
+        add(
+            f"{s} N=4096: matvec ≥ 25× faster than dense (cold caches, interleaved)",
             fam,
             4096,
             lambda c: c.speedup("mv"),
@@ -397,7 +405,15 @@ def evaluate_targets(cases: list[Case], tol: float):
             lambda c: _x(c.speedup("mv")),
         )
         add(
-            f"{s} N=8192: matvec ≥ 45× faster than dense (interleaved)",
+            f"{s} N=8192: matvec ≥ 45× faster than dense (repeated products, HSS warm)",
+            fam,
+            8192,
+            lambda c: c.speedup("mv", warm=True),
+            lambda v: v >= 45,
+            lambda c: _x(c.speedup("mv", warm=True)),
+        )
+        add(
+            f"{s} N=8192: matvec ≥ 45× faster than dense (cold caches, interleaved)",
             fam,
             8192,
             lambda c: c.speedup("mv"),
@@ -526,9 +542,15 @@ def write_markdown(path, cases, targets, info, settings, command, png_name, elap
         "- Products: `A @ x` (numpy → OpenBLAS dgemv/dgemm) and `H @ x`, x a vector "
         f"(matvec) or {MATMAT_COLS} columns (matmat16), same operand. **Interleaved**: "
         "dense, HSS, dense, HSS, … after 3 warm-up rounds, medians of each side; "
-        '"dense ÷ HSS" is the ratio of those medians (the targets use it). '
+        '"dense ÷ HSS" is the ratio of those medians. '
         "**HSS warm**: the HSS product alone, back-to-back (its factors stay in cache; "
-        "in the interleaved runs the dense product evicts them), median. "
+        "in the interleaved runs the dense product evicts them), median; "
+        '"dense ÷ warm" divides the same dense median by it. The matvec speed targets are '
+        "read both ways (the issue does not say how its STRUMPACK figures were timed). "
+        "*Repeated products* is how an iterative solver uses H. *Cold caches* is the "
+        "stricter reading: every product pays DRAM latency for its factors and for the "
+        "interpreter's and the extension's own code and data (a 64×64 product costs 2 µs "
+        "warm and about 40 µs after a 128 MB dense product). "
         "GB/s = bytes stored ÷ matvec time (the performance model in DESIGN.md: a matvec "
         "reads every stored byte once).",
         "- **other CPU**: share of the machine's CPU time that *other* processes used while "

@@ -26,16 +26,20 @@ class _Hierarchical(LinearOperatorMixin):
                 f"to create a {type(self).__name__}"
             )
         self._impl = impl
+        # Read once: a product checks both, and a product on cold caches pays
+        # for every call into the extension (see docs/bench_hss.md).
+        self._shape = (int(impl.rows), int(impl.cols))
+        self._dtype = np.dtype(np.float32) if "32" in type(impl).__name__ else np.dtype(np.float64)
 
     @property
     def shape(self) -> tuple[int, int]:
         """(rows, columns) of the represented matrix."""
-        return (int(self._impl.rows), int(self._impl.cols))
+        return self._shape
 
     @property
     def dtype(self) -> np.dtype:
         """float32 or float64."""
-        return np.dtype(np.float32) if "32" in type(self._impl).__name__ else np.dtype(np.float64)
+        return self._dtype
 
     @property
     def nbytes(self) -> int:

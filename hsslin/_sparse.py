@@ -622,8 +622,10 @@ def reverse_cuthill_mckee(pattern, symmetric_mode=False):
     Square patterns are ordered on the graph of ``S + S.T`` (or ``S`` itself
     with ``symmetric_mode=True``); self-loops and duplicates are ignored.
     Rectangular patterns are ordered on the bipartite row/column graph.
-    Every connected component starts from a George-Liu pseudo-peripheral
-    node, and the breadth-first search takes neighbours by increasing degree.
+    Every connected component is ordered from its lowest-degree node (scipy's
+    start) and from each node the George-Liu search for a pseudo-peripheral
+    node probes, keeping the order of smallest bandwidth; the breadth-first
+    search takes neighbours by increasing degree (ties: lower index).
 
     Parameters
     ----------

@@ -88,6 +88,14 @@ def as_operand(x, n: int, dtype: np.dtype, name: str = "x", op: str = "H") -> np
     dtype; float32 data for a float64 operator is upcast; float64 data for a
     float32 operator raises (no silent downcast).
     """
+    if (
+        type(x) is np.ndarray
+        and x.dtype == dtype
+        and x.ndim == 1
+        and x.shape[0] == n
+        and x.flags.c_contiguous
+    ):
+        return x  # the common case, decided in a few attribute reads
     arr = np.asarray(x)
     if np.iscomplexobj(arr):
         raise TypeError(f"{name} must be real; complex dtype {arr.dtype} is not supported")

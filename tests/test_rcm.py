@@ -94,6 +94,43 @@ def test_nonsymmetric_pattern_uses_s_plus_st():
     assert bandwidth(A, perm) <= bandwidth(sym, perm)
 
 
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(1, 200),
+    density=st.floats(0.0, 0.2),
+    seed=st.integers(0, 2**32 - 1),
+    dup=st.booleans(),
+)
+def test_graph_of_s_plus_st_independent_of_row_order(n, density, seed, dup):
+    # Rows with sorted indices take the merge path, unsorted rows the generic
+    # one; both must build the same graph of S + S^T and so the same order,
+    # which is also the order of the explicitly symmetrized pattern.
+    rng = np.random.default_rng(seed)
+    A = sp.random_array((n, n), density=density, format="csr", rng=rng)
+    A.sort_indices()
+    indptr, indices = A.indptr.copy(), A.indices.copy()
+    if dup and indices.size:  # repeat every nonempty row's first entry
+        counts = np.diff(indptr)
+        firsts = indptr[:-1][counts > 0]
+        indices = np.insert(indices, firsts + 1, indices[firsts])
+        indptr = np.r_[0, np.cumsum(counts + (counts > 0))]
+    sorted_rows = sp.csr_array((np.ones(indices.size), indices, indptr), shape=(n, n))
+    shuffled = indices.copy()
+    for i in range(n):
+        rng.shuffle(shuffled[indptr[i] : indptr[i + 1]])
+    unsorted_rows = sp.csr_array((np.ones(indices.size), shuffled, indptr), shape=(n, n))
+    within_rows = np.diff(indices)[np.diff(np.repeat(np.arange(n), np.diff(indptr))) == 0]
+    assert np.all(within_rows >= 0)
+    perm = reverse_cuthill_mckee(sorted_rows)
+    assert_permutation(perm, n)
+    np.testing.assert_array_equal(perm, reverse_cuthill_mckee(unsorted_rows))
+    sym = sp.csr_array(((sorted_rows + sorted_rows.T) != 0).astype(np.float64))
+    sym.setdiag(0)
+    sym.eliminate_zeros()
+    sym.sort_indices()
+    np.testing.assert_array_equal(perm, reverse_cuthill_mckee(sym, symmetric_mode=True))
+
+
 def test_disconnected_self_loops_empty_rows():
     blocks = [random_symmetric(40, 0.1, s) for s in range(3)]
     A = sp.block_diag(blocks + [sp.csr_array((5, 5))], format="csr")

@@ -59,6 +59,61 @@ Graph build_graph(Index nodes, ForEachEdge&& for_each_edge) {
   return g;
 }
 
+bool rows_sorted(const SparsePattern& S) {
+  for (Index i = 0; i < S.rows; ++i)
+    for (std::int64_t p = S.indptr[i] + 1; p < S.indptr[i + 1]; ++p)
+      if (S.indices[p] < S.indices[p - 1]) return false;
+  return true;
+}
+
+// The graph of S + S^T for a square pattern whose rows are sorted (repeats
+// allowed): S^T by a counting sort over columns -- visiting rows in order
+// leaves each of its rows sorted too -- then row i of the graph is the merge
+// of the two sorted rows without i itself and without repeats. Half the
+// scattered writes of build_graph, and no second pass to drop repeats.
+Graph symmetrized(const SparsePattern& S) {
+  const Index m = S.rows;
+  const auto* ptr = S.indptr;
+  const auto* idx = S.indices;
+  const std::int64_t nnz = ptr[m];
+  std::vector<std::int64_t> tptr(size_t(m + 1), 0);
+  for (std::int64_t p = 0; p < nnz; ++p) ++tptr[size_t(idx[p]) + 1];
+  for (Index j = 0; j < m; ++j) tptr[size_t(j + 1)] += tptr[size_t(j)];
+  std::vector<std::int32_t> tidx(static_cast<size_t>(nnz));
+  {
+    std::vector<std::int64_t> fill(tptr.begin(), tptr.end() - 1);
+    for (Index i = 0; i < m; ++i)
+      for (std::int64_t p = ptr[i]; p < ptr[i + 1]; ++p)
+        tidx[size_t(fill[size_t(idx[p])]++)] = std::int32_t(i);
+  }
+  Graph g;
+  g.nodes = m;
+  g.xadj_store.resize(size_t(m + 1));
+  g.adj_store.resize(size_t(2 * nnz));
+  std::int32_t* out = g.adj_store.data();
+  std::int64_t n_out = 0;
+  for (Index i = 0; i < m; ++i) {
+    g.xadj_store[size_t(i)] = n_out;
+    std::int64_t a = ptr[i], b = tptr[size_t(i)];
+    const std::int64_t a_end = ptr[i + 1], b_end = tptr[size_t(i + 1)];
+    const std::int64_t row_start = n_out;
+    while (a < a_end || b < b_end) {
+      std::int32_t v;
+      if (b == b_end || (a < a_end && idx[a] <= tidx[size_t(b)]))
+        v = idx[a++];
+      else
+        v = tidx[size_t(b++)];
+      if (v == i || (n_out > row_start && out[n_out - 1] == v)) continue;
+      out[n_out++] = v;
+    }
+  }
+  g.xadj_store[size_t(m)] = n_out;
+  g.adj_store.resize(size_t(n_out));
+  g.xadj = g.xadj_store.data();
+  g.adj = g.adj_store.data();
+  return g;
+}
+
 Graph graph_of(const SparsePattern& S, bool symmetric_mode) {
   const Index m = S.rows;
   const auto* ptr = S.indptr;
@@ -81,6 +136,7 @@ Graph graph_of(const SparsePattern& S, bool symmetric_mode) {
     g.adj = idx;
     return g;
   }
+  if (rows_sorted(S)) return symmetrized(S);
   return build_graph(m, [&](auto&& edge) {
     for (Index i = 0; i < m; ++i)
       for (std::int64_t p = ptr[i]; p < ptr[i + 1]; ++p)
@@ -90,53 +146,6 @@ Graph graph_of(const SparsePattern& S, bool symmetric_mode) {
         }
   });
 }
-
-/// Breadth-first searches over the not yet numbered nodes of one graph.
-class LevelSearch {
- public:
-  explicit LevelSearch(const Graph& g)
-      : g_(g), stamp_(size_t(g.nodes), 0), queue_(size_t(g.nodes)) {}
-
-  /// Rooted level structure from `root`; returns the eccentricity and leaves
-  /// the component in queue()[0, size()), the last level from last_begin().
-  Index search(Index root, const std::vector<char>& /*numbered*/) {
-    ++current_;
-    size_ = 0;
-    queue_[size_++] = std::int32_t(root);
-    stamp_[size_t(root)] = current_;
-    Index level_begin = 0, ecc = 0;
-    for (;;) {
-      const Index level_end = size_;
-      for (Index q = level_begin; q < level_end; ++q) {
-        const Index u = queue_[size_t(q)];
-        for (std::int64_t p = g_.xadj[size_t(u)]; p < g_.xadj[size_t(u + 1)]; ++p) {
-          const std::int32_t v = g_.adj[size_t(p)];
-          // The stamp alone marks visited nodes (whether numbered or not):
-          // a search stays within root's component.
-          if (stamp_[size_t(v)] == current_) continue;
-          stamp_[size_t(v)] = current_;
-          queue_[size_++] = v;
-        }
-      }
-      if (size_ == level_end) {
-        last_begin_ = level_begin;
-        return ecc;
-      }
-      level_begin = level_end;
-      ++ecc;
-    }
-  }
-  const std::int32_t* queue() const { return queue_.data(); }
-  Index size() const { return size_; }
-  Index last_begin() const { return last_begin_; }
-
- private:
-  const Graph& g_;
-  std::vector<std::int32_t> stamp_;
-  std::vector<std::int32_t> queue_;
-  std::int32_t current_ = 0;
-  Index size_ = 0, last_begin_ = 0;
-};
 
 Index min_degree_node(const Graph& g, const std::int32_t* nodes, Index count) {
   Index best = nodes[0];
@@ -157,88 +166,92 @@ struct CMResult {
 
 // Appends the Cuthill-McKee order of root's component to `order`: a
 // breadth-first search that numbers each node's unnumbered neighbours by
-// increasing degree. Its levels are those of a plain search from root (the
-// order within a level does not change which level a node is in), so it also
-// reports the eccentricity and the last level, as a search would; and since
-// every neighbour of u is numbered once u is processed, the bandwidth is the
-// largest |position(u) - position(v)| seen on the way (`position` is scratch
-// indexed by node).
+// increasing degree (ties: lower index). Its levels are those of a plain
+// search from root (the order within a level does not change which level a
+// node is in), so it also reports the eccentricity and the last level, as a
+// search would.
+//
+// The bandwidth comes without looking up positions: a node v is numbered
+// while its lowest-numbered neighbour p (its parent) is processed -- any
+// neighbour numbered before p would have been processed before p and would
+// have numbered v -- so v's widest edge is pos(v) - pos(p), and the
+// component's bandwidth is the largest such difference, known when v is
+// appended. Each neighbour list is sorted on 64-bit keys (degree, index)
+// that are read once per node, not once per comparison; `keys` is scratch
+// of at least the largest degree.
 CMResult cuthill_mckee_component(const Graph& g, Index root, std::vector<char>& numbered,
                                  std::vector<std::int32_t>& order,
-                                 std::vector<std::int32_t>& position) {
-  const auto by_degree = [&](std::int32_t a, std::int32_t b) {
-    const Index da = g.degree(a), db = g.degree(b);
-    return da < db || (da == db && a < b);
-  };
+                                 std::vector<std::uint64_t>& keys) {
   CMResult r;
   size_t head = order.size();
   size_t level_end = head + 1;  // end of the level being processed
   r.last_begin = head;
-  position[size_t(root)] = std::int32_t(head);
   order.push_back(std::int32_t(root));
   numbered[size_t(root)] = 1;
+  std::uint64_t* key = keys.data();
   while (head < order.size()) {
     if (head == level_end) {  // the next level starts here
       ++r.eccentricity;
       r.last_begin = head;
       level_end = order.size();
     }
-    const Index q = Index(head);
+    const size_t q = head;
     const Index u = order[head++];
-    const size_t first = order.size();
+    size_t count = 0;
     for (std::int64_t p = g.xadj[size_t(u)]; p < g.xadj[size_t(u + 1)]; ++p) {
       const std::int32_t v = g.adj[size_t(p)];
-      if (numbered[size_t(v)]) {
-        r.bandwidth = std::max<Index>(r.bandwidth, std::abs(q - Index(position[size_t(v)])));
-        continue;
-      }
+      if (numbered[size_t(v)]) continue;
       numbered[size_t(v)] = 1;
-      order.push_back(v);
+      key[count++] = (std::uint64_t(g.degree(v)) << 32) | std::uint32_t(v);
     }
+    if (count == 0) continue;
     // Insertion sort: neighbour lists are short, and it beats std::sort there.
-    for (size_t a = first + 1; a < order.size(); ++a) {
-      const std::int32_t v = order[a];
+    for (size_t a = 1; a < count; ++a) {
+      const std::uint64_t k = key[a];
       size_t b = a;
-      for (; b > first && by_degree(v, order[b - 1]); --b) order[b] = order[b - 1];
-      order[b] = v;
+      for (; b > 0 && k < key[b - 1]; --b) key[b] = key[b - 1];
+      key[b] = k;
     }
-    for (size_t a = first; a < order.size(); ++a) position[size_t(order[a])] = std::int32_t(a);
-    if (order.size() > first)
-      r.bandwidth = std::max<Index>(r.bandwidth, Index(order.size() - 1) - q);
+    for (size_t a = 0; a < count; ++a) order.push_back(std::int32_t(std::uint32_t(key[a])));
+    r.bandwidth = std::max<Index>(r.bandwidth, Index(order.size() - 1 - q));
   }
   return r;
 }
 
-// Numbers the component of `low`, its lowest-degree node. RCM is a heuristic
-// and no single start node wins on every graph, so two are tried -- `low`
-// (the start scipy uses) and the George-Liu pseudo-peripheral node -- and the
-// order with the smaller bandwidth is kept (the pseudo-peripheral one on a
-// tie). George-Liu moves from `low` to the lowest-degree node of the last
-// level while the eccentricity grows; the Cuthill-McKee pass from `low` is
-// its first search, so trying both costs one order more than George-Liu
-// alone.
-void order_component(const Graph& g, Index low, LevelSearch& bfs, std::vector<char>& numbered,
-                     std::vector<std::int32_t>& order, std::vector<std::int32_t>& position,
-                     std::vector<std::int32_t>& saved) {
-  const size_t first = order.size();
-  const CMResult from_low = cuthill_mckee_component(g, low, numbered, order, position);
-  Index root = low, ecc = from_low.eccentricity;
-  Index x = min_degree_node(g, order.data() + from_low.last_begin,
-                            Index(order.size() - from_low.last_begin));
+// Numbers the component of `low`, its lowest-degree node, starting from the
+// George-Liu pseudo-peripheral node: move from `low` to the lowest-degree
+// node of the last level of its rooted level structure while the
+// eccentricity grows. A Cuthill-McKee pass has the levels of a plain
+// breadth-first search from its root (see above), so every probe of that
+// search is a Cuthill-McKee pass: the pseudo-peripheral node's order then
+// costs nothing more, and each probe is also a candidate order. RCM is a
+// heuristic and no start wins on every graph, so the order of smallest
+// bandwidth among the starts tried (`low` -- scipy's start -- and every
+// probe) is kept; on a tie the later, more peripheral start. On a random
+// geometric graph of 200k nodes that is three passes: `low`, the
+// pseudo-peripheral node, and the probe that confirms it.
+void order_component(const Graph& g, Index low, std::vector<char>& numbered,
+                     std::vector<std::int32_t>& order, std::vector<std::uint64_t>& keys,
+                     std::vector<std::int32_t>& best) {
+  const auto first = std::ptrdiff_t(order.size());
+  CMResult r = cuthill_mckee_component(g, low, numbered, order, keys);
+  Index ecc = r.eccentricity, best_bandwidth = r.bandwidth;
+  best.assign(order.begin() + first, order.end());
   for (;;) {
-    const Index ecc_x = bfs.search(x, numbered);
-    if (ecc_x <= ecc) break;
-    root = x;
-    ecc = ecc_x;
-    x = min_degree_node(g, bfs.queue() + bfs.last_begin(), bfs.size() - bfs.last_begin());
+    const Index x =
+        min_degree_node(g, order.data() + r.last_begin, Index(order.size() - r.last_begin));
+    for (auto q = order.begin() + first; q != order.end(); ++q) numbered[size_t(*q)] = 0;
+    order.resize(size_t(first));
+    r = cuthill_mckee_component(g, x, numbered, order, keys);
+    if (r.bandwidth <= best_bandwidth) {
+      best_bandwidth = r.bandwidth;
+      best.assign(order.begin() + first, order.end());
+    }
+    if (r.eccentricity <= ecc) break;
+    ecc = r.eccentricity;
   }
-  if (root == low) return;
-  saved.assign(order.begin() + std::ptrdiff_t(first), order.end());
-  for (size_t q = first; q < order.size(); ++q) numbered[size_t(order[q])] = 0;
-  order.resize(first);
-  const CMResult from_root = cuthill_mckee_component(g, root, numbered, order, position);
-  if (from_root.bandwidth <= from_low.bandwidth) return;
-  std::copy(saved.begin(), saved.end(), order.begin() + std::ptrdiff_t(first));
+  // The same nodes in every pass: the numbered flags already match `best`.
+  std::copy(best.begin(), best.end(), order.begin() + first);
 }
 
 std::vector<Index> inverse_permutation(const Index* perm, Index n, const char* name) {
@@ -267,13 +280,13 @@ Ordering reverse_cuthill_mckee(const SparsePattern& S, bool symmetric_mode) {
   std::vector<char> numbered(size_t(g.nodes), 0);
   std::vector<std::int32_t> order;
   order.reserve(size_t(g.nodes));
-  LevelSearch bfs(g);
-  std::vector<std::int32_t> position(size_t(g.nodes)), saved;
+  std::vector<std::int32_t> saved;
   // Components are started from their lowest-degree node: visiting all nodes
   // by increasing degree (then index), the first unnumbered one is the
   // lowest-degree node of a component not yet numbered. A counting sort.
   Index max_degree = 0;
   for (Index v = 0; v < g.nodes; ++v) max_degree = std::max(max_degree, g.degree(v));
+  std::vector<std::uint64_t> keys(static_cast<size_t>(max_degree));
   std::vector<Index> start(size_t(max_degree + 2), 0);
   for (Index v = 0; v < g.nodes; ++v) ++start[size_t(g.degree(v) + 1)];
   for (Index d = 0; d <= max_degree; ++d) start[size_t(d + 1)] += start[size_t(d)];
@@ -287,7 +300,7 @@ Ordering reverse_cuthill_mckee(const SparsePattern& S, bool symmetric_mode) {
       order.push_back(v);
       continue;
     }
-    order_component(g, v, bfs, numbered, order, position, saved);
+    order_component(g, v, numbered, order, keys, saved);
   }
   std::reverse(order.begin(), order.end());
   Ordering result;

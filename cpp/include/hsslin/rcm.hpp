@@ -33,9 +33,10 @@ struct Ordering {
 /// self-loops and duplicate entries are ignored. Rectangular m x n patterns
 /// are ordered on the bipartite graph of rows and columns (m + n nodes) and
 /// give separate row and column orders. Each connected component is
-/// numbered from a George-Liu pseudo-peripheral node and from its
-/// lowest-degree node, keeping the order of smaller bandwidth (RCM is a
-/// heuristic; neither start wins on every graph). The breadth-first search visits
+/// numbered from its lowest-degree node and from every node the George-Liu
+/// search for a pseudo-peripheral node probes (the pseudo-peripheral node
+/// among them), keeping the order of smallest bandwidth (RCM is a
+/// heuristic; no start wins on every graph). The breadth-first search visits
 /// unnumbered neighbours by increasing degree (ties: lower index), and the
 /// whole order is reversed at the end. Isolated nodes (empty rows) are
 /// components of one node.
