@@ -34,7 +34,15 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 
-import numpy as np
+# OpenBLAS's worker threads keep spinning for about 0.1 s after each call
+# (2**28 cycles) and so hold the core that hsslin's second thread needs right
+# after every dense reference product; with a short timeout they sleep at
+# once. It must be set before numpy loads OpenBLAS; an explicit setting wins.
+# The dense products themselves are not slower for it at N >= 2048 (see
+# docs/guide.md, "Threads and numpy's BLAS").
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+
+import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _timing as T  # noqa: E402
@@ -693,6 +701,7 @@ def main(argv=None) -> int:
             "leaf_size": str(args.leaf_size),
             "seed": str(args.seed),
             "wait for quiet (s)": f"{args.wait_quiet:g}",
+            "OPENBLAS_THREAD_TIMEOUT": os.environ.get("OPENBLAS_THREAD_TIMEOUT", "unset"),
         }
         print("hsslin HSS benchmark")
         for k, v in list(info.items()) + list(settings.items()):

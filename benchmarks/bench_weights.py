@@ -33,7 +33,15 @@ import sys
 import tempfile
 import time
 
-import numpy as np
+# OpenBLAS's worker threads keep spinning for about 0.1 s after each call
+# (2**28 cycles) and so hold the core that hsslin's second thread needs right
+# after every dense reference product; with a short timeout they sleep at
+# once. It must be set before numpy loads OpenBLAS; an explicit setting wins.
+# The dense products themselves are not slower for it at N >= 2048 (see
+# docs/guide.md, "Threads and numpy's BLAS").
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+
+import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _timing as tm  # noqa: E402
@@ -457,6 +465,9 @@ def main(argv=None):
         f"medians; hsslin threads = BLAS threads = {args.threads}. Target: hsslin time ≤ 1.3 ×",
         "(bytes ÷ dense bytes) × numpy time, i.e. the `ratio ÷ bytes` column ≤ 1.3.",
         "'other CPU load': share of the machine other processes used during the measurement.",
+        f"OPENBLAS_THREAD_TIMEOUT={os.environ.get('OPENBLAS_THREAD_TIMEOUT', 'unset')}: OpenBLAS's "
+        "threads sleep right after each dense product instead of spinning for about 0.1 s on "
+        "the core hsslin's second thread needs (docs/guide.md, \"Threads and numpy's BLAS\").",
         "",
         tm.render_table(h4, apply_rows, markdown=True),
         "",
