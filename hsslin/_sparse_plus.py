@@ -10,8 +10,11 @@ from __future__ import annotations
 import numpy as np
 
 from ._container import write_container
+from ._loader import core as _core
 from ._operator import LinearOperatorMixin
 from ._validation import as_float_matrix, check_int
+
+_fused_apply = _core.sparse_plus_apply
 
 _PERMUTATIONS = (None, "rcm")
 _PATTERNS = ("residual", "sparse")
@@ -181,12 +184,14 @@ class SparsePlusHSS(LinearOperatorMixin):
         # A = S + Pr^T H Pc:  A x = S x + scatter_r(H gather_c(x));
         # A^T x = S^T x + scatter_c(H^T gather_r(x)). One C++ call does all four
         # steps (GIL released once, no Python temporaries).
-        from ._loader import core
-
-        S_impl = getattr(self.S, "_S", None)
-        H_impl = getattr(self.H, "_impl", None)
-        if S_impl is not None and H_impl is not None and self.S.dtype == self.H.dtype:
-            return core.sparse_plus_apply(S_impl, H_impl, self.row_perm, self.col_perm, x, transpose)
+        # The parts it takes are looked up on each call (S, H and the orders are
+        # plain attributes a caller may replace); only the Python work of
+        # finding them is kept short, as it is paid again on cold caches.
+        S, H = self.S, self.H
+        S_impl = getattr(S, "_S", None)
+        H_impl = getattr(H, "_impl", None)
+        if S_impl is not None and H_impl is not None and S.dtype == H.dtype:
+            return _fused_apply(S_impl, H_impl, self.row_perm, self.col_perm, x, transpose)
         gather = self.row_perm if transpose else self.col_perm
         scatter = self.col_perm if transpose else self.row_perm
         y = self.S._apply(x, transpose)
