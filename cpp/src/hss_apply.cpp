@@ -171,35 +171,55 @@ void HSSMatrix<T>::apply_impl(const XMap& X, YMap& Y) const {
       parallel);
   if (!has_tree) return;
 
+  // Inner levels: usually thin (ranks of tens), and then serial; under a
+  // large rank cap they can hold most of the bytes, and a level whose
+  // factors are large runs its nodes in parallel (the nodes of one level
+  // touch disjoint parts of xhat and yhat).
+  auto level_parallel = [&](int l, bool up) {
+    double entries = 0.0;
+    for (Index i = ClusterTree::level_begin(l); i < ClusterTree::level_end(l); ++i)
+      entries += up ? double(in_basis(i).size())
+                    : double(B12(i).size() + B21(i).size() + (i > 0 ? out_basis(i).size() : 0));
+    return entries * double(k) > kParallelEntries;
+  };
   // Upward pass through the inner levels.
   for (int l = tree.levels() - 1; l >= 1; --l) {
-    for (Index i = ClusterTree::level_begin(l); i < ClusterTree::level_end(l); ++i) {
-      const Index a = ClusterTree::left(i), b = ClusterTree::right(i);
-      const Index stacked = in_basis(a).cols() + in_basis(b).cols();
-      const auto W = in_basis(i);
-      xhat(i, W.cols()).noalias() = W.transpose() * xhat(a, stacked);
-    }
+    const Index begin = ClusterTree::level_begin(l);
+    parallel_for(
+        begin, ClusterTree::level_end(l),
+        [&](Index i) {
+          const Index a = ClusterTree::left(i), b = ClusterTree::right(i);
+          const Index stacked = in_basis(a).cols() + in_basis(b).cols();
+          const auto W = in_basis(i);
+          xhat(i, W.cols()).noalias() = W.transpose() * xhat(a, stacked);
+        },
+        parallel && level_parallel(l, true));
   }
-  // Coupling and downward pass, top-down.
+  // Coupling and downward pass, top-down: one task per (node, child), which
+  // writes that child's yhat only -- its coupling product, then its rows of
+  // the node's transfer matrix times the node's yhat.
   for (int l = 0; l < tree.levels(); ++l) {
-    for (Index i = ClusterTree::level_begin(l); i < ClusterTree::level_end(l); ++i) {
-      const Index a = ClusterTree::left(i), b = ClusterTree::right(i);
-      auto ya = yhat(a, out_basis(a).cols());
-      auto yb = yhat(b, out_basis(b).cols());
-      const auto xa = xhat(a, in_basis(a).cols());
-      const auto xb = xhat(b, in_basis(b).cols());
-      if constexpr (Transpose) {
-        ya.noalias() = B21(i).transpose() * xb;
-        yb.noalias() = B12(i).transpose() * xa;
-      } else {
-        ya.noalias() = B12(i) * xb;
-        yb.noalias() = B21(i) * xa;
-      }
-      if (i > 0) {
-        const Index stacked = out_basis(a).cols() + out_basis(b).cols();
-        yhat(a, stacked).noalias() += out_basis(i) * yhat(i, out_basis(i).cols());
-      }
-    }
+    const Index begin = ClusterTree::level_begin(l);
+    parallel_for(
+        2 * begin, 2 * ClusterTree::level_end(l),
+        [&](Index task) {
+          const Index i = task / 2;
+          const bool first = task % 2 == 0;
+          const Index a = ClusterTree::left(i), b = ClusterTree::right(i);
+          const Index c = first ? a : b;  // the child whose yhat this task writes
+          auto yc = yhat(c, out_basis(c).cols());
+          const auto xo = xhat(first ? b : a, in_basis(first ? b : a).cols());
+          if constexpr (Transpose)
+            yc.noalias() = (first ? B21(i) : B12(i)).transpose() * xo;
+          else
+            yc.noalias() = (first ? B12(i) : B21(i)) * xo;
+          if (i > 0) {
+            const auto T_i = out_basis(i);
+            const Index r0 = first ? 0 : out_basis(a).cols();
+            yc.noalias() += T_i.middleRows(r0, yc.rows()) * yhat(i, T_i.cols());
+          }
+        },
+        parallel && level_parallel(l, false));
   }
   // Sweep 2: leaves add their basis times yhat.
   parallel_for(
