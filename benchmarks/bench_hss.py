@@ -396,38 +396,16 @@ def evaluate_targets(cases: list[Case], tol: float):
             lambda v: v <= 0.4,
             lambda c: f"{c.build:.3f} s (median of {len(c.build_times)})",
         )
-        add(
-            f"{s} N=4096: matvec ≥ 25× faster than dense (repeated products, HSS warm)",
-            fam,
-            4096,
-            lambda c: c.speedup("mv", warm=True),
-            lambda v: v >= 25,
-            lambda c: _x(c.speedup("mv", warm=True)),
-        )
-        add(
-            f"{s} N=4096: matvec ≥ 25× faster than dense (cold caches, interleaved)",
-            fam,
-            4096,
-            lambda c: c.speedup("mv"),
-            lambda v: v >= 25,
-            lambda c: _x(c.speedup("mv")),
-        )
-        add(
-            f"{s} N=8192: matvec ≥ 45× faster than dense (repeated products, HSS warm)",
-            fam,
-            8192,
-            lambda c: c.speedup("mv", warm=True),
-            lambda v: v >= 45,
-            lambda c: _x(c.speedup("mv", warm=True)),
-        )
-        add(
-            f"{s} N=8192: matvec ≥ 45× faster than dense (cold caches, interleaved)",
-            fam,
-            8192,
-            lambda c: c.speedup("mv"),
-            lambda v: v >= 45,
-            lambda c: _x(c.speedup("mv")),
-        )
+        for n, target in ((4096, 25), (8192, 45)):
+            for warm, how in ((True, "repeated products, HSS warm"), (False, "cold caches, interleaved")):
+                add(
+                    f"{s} N={n}: matvec ≥ {target}× faster than dense ({how})",
+                    fam,
+                    n,
+                    lambda c, w=warm: c.speedup("mv", warm=w),
+                    lambda v, t=target: v >= t,
+                    lambda c, w=warm: _x(c.speedup("mv", warm=w)),
+                )
     randoms = sorted(n for f, n in found if f == "random") or [4096]
     for n in randoms:
         add(

@@ -190,6 +190,8 @@ double probe_error(const HSSMatrix<T>& H, const Matrix<T>& G, const Matrix<T>& A
   return denom > 0 ? num / denom : num;
 }
 
+}  // namespace
+
 // Least-squares couplings for fixed bases: B_ab = argmin ||A(I_a, J_b) -
 // Uf_a B Vf_b^T||_F = Uf_a^+ A(I_a, J_b) (Vf_b^+)^T, where Uf, Vf are the
 // expanded (nested) bases, Uf_tau = diag(Uf_a, Uf_b) U_tau. Used under a rank
@@ -197,56 +199,54 @@ double probe_error(const HSSMatrix<T>& H, const Matrix<T>& G, const Matrix<T>& A
 // skeleton entries A(skel_a, skel_b) a poor coupling (on a 384 x 384
 // attention weight, cap 32 gave a relative error of 1.16, worse than the
 // zero matrix); the projection bounds every block's error by the block's
-// own norm and is the best coupling the bases allow. Cost O(|I| |J| r) per
-// block; the blocks of all levels cover the matrix once, so O(m n r) in all.
+// own norm and is the best coupling the bases allow. The couplings keep
+// their shapes, so they are overwritten in the packed storage. Cost
+// O(|I| |J| r) per block; the blocks of all levels cover the matrix once, so
+// O(m n r) in all.
 template <class T>
-void project_couplings(const ClusterTree& tree, const ConstRowMap<T>& A,
-                       std::vector<typename HSSMatrix<T>::Node>& nodes) {
-  const Index size = tree.size();
-  std::vector<Matrix<T>> Uf(static_cast<size_t>(size)), Vf(static_cast<size_t>(size));
-  for (int l = tree.levels(); l >= 1; --l) {
-    const Index begin = ClusterTree::level_begin(l), end = ClusterTree::level_end(l);
-    parallel_for(begin, end, [&](Index i) {
-      const auto& nd = nodes[size_t(i)];
-      if (tree.is_leaf(i)) {
-        Uf[size_t(i)] = nd.U;
-        Vf[size_t(i)] = nd.V;
-        return;
-      }
-      const Index a = ClusterTree::left(i), b = ClusterTree::right(i);
-      auto expand = [&](const std::vector<Matrix<T>>& F, const Matrix<T>& transfer) {
-        const Matrix<T>& Fa = F[size_t(a)];
-        const Matrix<T>& Fb = F[size_t(b)];
-        Matrix<T> out(Fa.rows() + Fb.rows(), transfer.cols());
-        out.topRows(Fa.rows()).noalias() = Fa * transfer.topRows(Fa.cols());
-        out.bottomRows(Fb.rows()).noalias() = Fb * transfer.bottomRows(Fb.cols());
-        return out;
-      };
-      Uf[size_t(i)] = expand(Uf, nd.U);
-      Vf[size_t(i)] = expand(Vf, nd.V);
+void HSSMatrix<T>::project_couplings(const ConstRowMap<T>& A) {
+  const ClusterTree& tree = tree_;
+  std::vector<Matrix<T>> Uf(static_cast<size_t>(tree.size()));
+  std::vector<Matrix<T>> Vf(symmetric_ ? 0 : static_cast<size_t>(tree.size()));
+  auto expand = [&](std::vector<Matrix<T>>& F, Index i, const ConstMap& basis) {
+    if (tree.is_leaf(i)) {
+      F[size_t(i)] = basis;
+      return;
+    }
+    const Matrix<T>& Fa = F[size_t(ClusterTree::left(i))];
+    const Matrix<T>& Fb = F[size_t(ClusterTree::right(i))];
+    Matrix<T>& out = F[size_t(i)];
+    out.resize(Fa.rows() + Fb.rows(), basis.cols());
+    out.topRows(Fa.rows()).noalias() = Fa * basis.topRows(Fa.cols());
+    out.bottomRows(Fb.rows()).noalias() = Fb * basis.bottomRows(Fb.cols());
+  };
+  for (int l = tree.levels(); l >= 1; --l)
+    parallel_for(ClusterTree::level_begin(l), ClusterTree::level_end(l), [&](Index i) {
+      expand(Uf, i, U(i));
+      if (!symmetric_) expand(Vf, i, V(i));
     });
-  }
-  auto coupling = [&](Index a, Index b) -> Matrix<T> {
-    const ClusterNode& ca = tree.node(a);
-    const ClusterNode& cb = tree.node(b);
-    const Matrix<T>& U = Uf[size_t(a)];
-    const Matrix<T>& V = Vf[size_t(b)];
-    if (U.cols() == 0 || V.cols() == 0) return Matrix<T>(U.cols(), V.cols());
+  const std::vector<Matrix<T>>& col_bases = symmetric_ ? Uf : Vf;  // V = U for symmetric input
+  auto project = [&](Index i, Factor f, Index a, Index b) {
+    const Slot& s = slots_[size_t(i) * 5 + size_t(f)];
+    const Matrix<T>& Ua = Uf[size_t(a)];
+    const Matrix<T>& Vb = col_bases[size_t(b)];
+    if (s.rows == 0 || s.cols == 0) return;
     // Normal equations: interpolative bases hold an identity block, so
     // U^T U >= I and V^T V >= I are well conditioned; two products with the
     // block are the whole cost.
-    const Matrix<T> MV = A.block(ca.row_begin, cb.col_begin, ca.rows(), cb.cols()) * V;
-    const Matrix<T> B = (U.transpose() * U).ldlt().solve(U.transpose() * MV);
-    return (V.transpose() * V).ldlt().solve(B.transpose()).transpose();
+    const ClusterNode& ca = tree.node(a);
+    const ClusterNode& cb = tree.node(b);
+    const Matrix<T> MV = A.block(ca.row_begin, cb.col_begin, ca.rows(), cb.cols()) * Vb;
+    const Matrix<T> B = (Ua.transpose() * Ua).ldlt().solve(Ua.transpose() * MV);
+    Eigen::Map<Matrix<T>>(arena_.data() + s.offset, s.rows, s.cols) =
+        (Vb.transpose() * Vb).ldlt().solve(B.transpose()).transpose();
   };
   parallel_for(0, tree.leaf_begin(), [&](Index i) {
     const Index a = ClusterTree::left(i), b = ClusterTree::right(i);
-    nodes[size_t(i)].B12 = coupling(a, b);
-    nodes[size_t(i)].B21 = coupling(b, a);
+    project(i, kB12, a, b);
+    project(i, kB21, b, a);
   });
 }
-
-}  // namespace
 
 template <class T>
 HSSMatrix<T> HSSMatrix<T>::compress(const ConstRowMap<T>& A, const HSSOptions& options) {
@@ -342,21 +342,15 @@ HSSMatrix<T> HSSMatrix<T>::compress(const ConstRowMap<T>& A, const HSSOptions& o
       d = grown;
       continue;
     }
-    if (capped) {
-      // Not when the result is about to fall back to dense (see below).
-      double entries = 0.0;
-      for (const Node& nd : nodes)
-        entries += double(nd.D.size() + nd.U.size() + nd.V.size() + nd.B12.size() + nd.B21.size());
-      if (entries < double(m) * double(n)) project_couplings<T>(H.tree_, A, nodes);
-    }
     H.pack(std::move(nodes));
     H.samples_ = d;
-    H.error_estimate_ = probe_error(H, G, AG);
     if (H.nbytes() >= Index(sizeof(T)) * m * n) {
       H.set_dense(A);
       H.samples_ = d;
       return H;
     }
+    if (capped) H.project_couplings(A);
+    H.error_estimate_ = probe_error(H, G, AG);
     if (H.error_estimate_ <= options.tol() || capped || tightenings >= kMaxTightenings) return H;
     safety *= std::max(0.1, 0.5 * options.tol() / H.error_estimate_);
     ++tightenings;
@@ -365,7 +359,8 @@ HSSMatrix<T> HSSMatrix<T>::compress(const ConstRowMap<T>& A, const HSSOptions& o
 
 #define HSSLIN_INSTANTIATE_HSS_COMPRESS(T)                                                \
   template HSSMatrix<T> HSSMatrix<T>::compress(const ConstRowMap<T>&, const HSSOptions&); \
-  template void HSSMatrix<T>::set_dense(const ConstRowMap<T>&);
+  template void HSSMatrix<T>::set_dense(const ConstRowMap<T>&);                           \
+  template void HSSMatrix<T>::project_couplings(const ConstRowMap<T>&);
 HSSLIN_INSTANTIATE_HSS_COMPRESS(float)
 HSSLIN_INSTANTIATE_HSS_COMPRESS(double)
 

@@ -27,61 +27,30 @@ struct Graph {
   Index degree(Index v) const { return xadj[size_t(v + 1)] - xadj[size_t(v)]; }
 };
 
-// Builds a graph from a callback that emits directed edges: called once to
-// count and once to fill. Repeated edges are then dropped per node.
-template <class ForEachEdge>
-Graph build_graph(Index nodes, ForEachEdge&& for_each_edge) {
-  Graph g;
-  g.nodes = nodes;
-  auto& xadj = g.xadj_store;
-  auto& adj = g.adj_store;
-  xadj.assign(size_t(nodes + 1), 0);
-  for_each_edge([&](Index u, Index) { ++xadj[size_t(u + 1)]; });
-  for (Index v = 0; v < nodes; ++v) xadj[size_t(v + 1)] += xadj[size_t(v)];
-  adj.resize(size_t(xadj[size_t(nodes)]));
-  std::vector<std::int64_t> fill(xadj.begin(), xadj.end() - 1);
-  for_each_edge([&](Index u, Index v) { adj[size_t(fill[size_t(u)]++)] = std::int32_t(v); });
-  // Compact in place: a node's new start never passes its old one.
-  std::vector<std::int32_t> seen(size_t(nodes), -1);
-  std::int64_t out = 0;
-  for (Index u = 0; u < nodes; ++u) {
-    const std::int64_t begin = xadj[size_t(u)], end = xadj[size_t(u + 1)];
-    xadj[size_t(u)] = out;
-    for (std::int64_t p = begin; p < end; ++p) {
-      const std::int32_t v = adj[size_t(p)];
-      if (seen[size_t(v)] == std::int32_t(u)) continue;
-      seen[size_t(v)] = std::int32_t(u);
-      adj[size_t(out++)] = v;
-    }
-  }
-  xadj[size_t(nodes)] = out;
-  adj.resize(size_t(out));
-  g.xadj = xadj.data();
-  g.adj = adj.data();
-  return g;
-}
-
-// The graph of S + S^T for a square pattern: S^T by a counting sort over
+// The graph of a pattern S (m x n), built from S and its transpose.
+// Square: node i's neighbours are row i of S and row i of S^T (the graph of
+// S + S^T), without i itself. Bipartite (rectangular): rows are nodes
+// [0, m) and columns nodes [m, m + n); row i's neighbours are m + row i of
+// S, column j's are row j of S^T. S^T comes from a counting sort over
 // columns, split by column range over the threads (each scans all of S and
-// writes only its own columns), then row i of the graph is row i of S
-// followed by row i of S^T without i itself and without repeats. Repeats are
-// dropped without a branch (every neighbour is written; the count advances
-// only past new ones): for a symmetric pattern half the candidates are
-// repeats, and a branch on them is mispredicted half the time.
-Graph symmetrized(const SparsePattern& S) {
-  const Index m = S.rows;
+// writes only its own columns). Repeats are dropped without a branch (every
+// neighbour is written; the count advances only past new ones): for a
+// symmetric pattern half the candidates are repeats, and a branch on them is
+// mispredicted half the time.
+Graph graph_with_transpose(const SparsePattern& S, bool bipartite) {
+  const Index m = S.rows, n = S.cols;
   const auto* ptr = S.indptr;
   const auto* idx = S.indices;
   const std::int64_t nnz = ptr[m];
-  std::vector<std::int64_t> tptr(size_t(m + 1), 0);
+  std::vector<std::int64_t> tptr(size_t(n + 1), 0);
   for (std::int64_t p = 0; p < nnz; ++p) ++tptr[size_t(idx[p]) + 1];
-  for (Index j = 0; j < m; ++j) tptr[size_t(j + 1)] += tptr[size_t(j)];
+  for (Index j = 0; j < n; ++j) tptr[size_t(j + 1)] += tptr[size_t(j)];
   std::unique_ptr<std::int32_t[]> tidx(new std::int32_t[size_t(std::max<std::int64_t>(nnz, 1))]);
   const Index parts = std::max<Index>(1, std::min<Index>(get_num_threads(), 16));
   parallel_for(
       0, parts,
       [&](Index t) {
-        const Index c0 = m * t / parts, c1 = m * (t + 1) / parts;
+        const Index c0 = n * t / parts, c1 = n * (t + 1) / parts;
         std::vector<std::int64_t> fill(tptr.begin() + c0, tptr.begin() + c1);
         for (Index i = 0; i < m; ++i)
           for (std::int64_t p = ptr[i]; p < ptr[i + 1]; ++p) {
@@ -90,12 +59,14 @@ Graph symmetrized(const SparsePattern& S) {
           }
       },
       parts > 1 && nnz > (1 << 16));
+  const Index nodes = bipartite ? m + n : m;
+  const Index shift = bipartite ? m : 0;  // column j is node shift + j
   Graph g;
-  g.nodes = m;
-  g.xadj_store.resize(size_t(m + 1));
+  g.nodes = nodes;
+  g.xadj_store.resize(size_t(nodes + 1));
   g.adj_store.resize(size_t(2 * nnz));
   std::int32_t* out = g.adj_store.data();
-  std::vector<std::int32_t> seen(size_t(m), -1);
+  std::vector<std::int32_t> seen(size_t(nodes), -1);
   std::int64_t n_out = 0;
   auto add = [&](std::int32_t u, std::int32_t v) {
     const std::int32_t was = seen[size_t(v)];
@@ -103,13 +74,15 @@ Graph symmetrized(const SparsePattern& S) {
     out[n_out] = v;
     n_out += std::int64_t((was != u) & (v != u));
   };
-  for (Index i = 0; i < m; ++i) {
+  for (Index i = 0; i < nodes; ++i) {
     g.xadj_store[size_t(i)] = n_out;
     const auto u = std::int32_t(i);
-    for (std::int64_t p = ptr[i]; p < ptr[i + 1]; ++p) add(u, idx[p]);
-    for (std::int64_t p = tptr[size_t(i)]; p < tptr[size_t(i + 1)]; ++p) add(u, tidx[size_t(p)]);
+    if (i < m)
+      for (std::int64_t p = ptr[i]; p < ptr[i + 1]; ++p) add(u, std::int32_t(shift + idx[p]));
+    if (const Index j = i - shift; j >= 0)  // node i is column j: row j of S^T
+      for (std::int64_t p = tptr[size_t(j)]; p < tptr[size_t(j + 1)]; ++p) add(u, tidx[size_t(p)]);
   }
-  g.xadj_store[size_t(m)] = n_out;
+  g.xadj_store[size_t(nodes)] = n_out;
   g.adj_store.resize(size_t(n_out));
   g.xadj = g.xadj_store.data();
   g.adj = g.adj_store.data();
@@ -120,16 +93,7 @@ Graph graph_of(const SparsePattern& S, bool symmetric_mode) {
   const Index m = S.rows;
   const auto* ptr = S.indptr;
   const auto* idx = S.indices;
-  if (S.rows != S.cols) {
-    // Bipartite: rows are nodes [0, m), columns are nodes [m, m + n).
-    return build_graph(m + S.cols, [&](auto&& edge) {
-      for (Index i = 0; i < m; ++i)
-        for (std::int64_t p = ptr[i]; p < ptr[i + 1]; ++p) {
-          edge(i, m + idx[p]);
-          edge(m + idx[p], i);
-        }
-    });
-  }
+  if (S.rows != S.cols) return graph_with_transpose(S, true);
   if (symmetric_mode) {
     // Trusted symmetric: the pattern is the graph; no copy.
     Graph g;
@@ -138,7 +102,7 @@ Graph graph_of(const SparsePattern& S, bool symmetric_mode) {
     g.adj = idx;
     return g;
   }
-  return symmetrized(S);
+  return graph_with_transpose(S, false);
 }
 
 Index min_degree_node(const Graph& g, const std::int32_t* nodes, Index count) {

@@ -86,6 +86,8 @@ class HSSMatrix {
   /// many small allocations.
   void pack(std::vector<Node>&& nodes);
   void set_dense(const ConstRowMap<T>& A);
+  /// Replaces every coupling by the least-squares one for the stored bases.
+  void project_couplings(const ConstRowMap<T>& A);
   void check_structure() const;
   ConstMap view(Index i, Factor f) const {
     const Slot& s = slots_[size_t(i) * 5 + size_t(f)];
