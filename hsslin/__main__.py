@@ -49,7 +49,7 @@ def minilm_demo(args: argparse.Namespace) -> int:
         print(
             f"hsslin: error: the MiniLM demo needs the torch extras ({exc}).\n"
             '  pip install torch==2.13.0 && pip install ".[torch]"\n'
-            "or run the matrix demo, which needs only numpy and scipy: python -m hsslin demo --kernel",
+            "or run the matrix demo, which needs only numpy and scipy: hsslin demo --kernel",
             file=sys.stderr,
         )
         return 2
