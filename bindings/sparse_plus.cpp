@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "common.hpp"
 #include "hsslin/csr.hpp"
@@ -53,7 +54,6 @@ py::array sparse_plus_apply(const CSRMatrix<T>& S, const Hier& H, const py::obje
   const Index k = X.cols;
   {
     py::gil_scoped_release release;
-    S.apply(X, Y, transpose);
     // Gathered input and hierarchical result, column-major in aligned storage.
     Matrix<T> Xp(in_rows, k), Z(out_rows, k);
     for (Index j = 0; j < k; ++j)
@@ -61,13 +61,33 @@ py::array sparse_plus_apply(const CSRMatrix<T>& S, const Hier& H, const py::obje
         const Index src = gather ? Index(gather[i]) : i;
         Xp(i, j) = X.data[src * X.row_stride + j * X.col_stride];
       }
-    H.apply(DenseView<const T>{Xp.data(), in_rows, k, 1, std::max<Index>(in_rows, 1)},
-            DenseView<T>{Z.data(), out_rows, k, 1, std::max<Index>(out_rows, 1)}, transpose);
-    for (Index j = 0; j < k; ++j)
-      for (Index i = 0; i < out_rows; ++i) {
-        const Index dst = scatter ? Index(scatter[i]) : i;
-        Y.data[dst * Y.row_stride + j * Y.col_stride] += Z(i, j);
-      }
+    const DenseView<const T> xp{Xp.data(), in_rows, k, 1, std::max<Index>(in_rows, 1)};
+    const DenseView<T> z{Z.data(), out_rows, k, 1, std::max<Index>(out_rows, 1)};
+    auto scatter_rows = [&](Index begin, Index count) {
+      for (Index j = 0; j < k; ++j)
+        for (Index i = begin; i < begin + count; ++i) {
+          const Index dst = scatter ? Index(scatter[i]) : i;
+          Y.data[dst * Y.row_stride + j * Y.col_stride] += Z(i, j);
+        }
+    };
+    if (!transpose && k == 1 && X.row_stride == 1) {
+      // A matrix-vector product in one pass: the row chunks of y = S x run
+      // as tasks of H's first parallel loop (the sparse rows, bound by
+      // arithmetic, beside the projections, bound by memory), and each row
+      // chunk of H x is added into y as soon as it is final.
+      const Index threads = S.chunk_count(1);
+      const Index chunks = threads > 1 ? 4 * threads : 1;
+      const std::vector<Index> bounds = S.balanced_row_chunks(chunks);
+      const ProductHooks hooks{
+          chunks,
+          [&](Index c) { S.multiply_rows(X.data, Y, bounds[size_t(c)], bounds[size_t(c + 1)]); },
+          scatter_rows};
+      H.apply(xp, z, false, &hooks);
+    } else {
+      S.apply(X, Y, transpose);
+      H.apply(xp, z, transpose);
+      scatter_rows(0, out_rows);
+    }
   }
   return std::move(out);
 }

@@ -261,3 +261,24 @@ def test_fused_product_matches_its_definition(dtype, perms):
         assert_product_close(A @ X[:, 0], D, X[:, 0], dtype, "A @ x")
         assert_product_close(A.T @ Y, D.T, Y, dtype, "A.T @ Y")
         assert_product_close(A.T @ np.asfortranarray(Y), D.T, Y, dtype, "A.T @ Y (F order)")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("hierarchy", ["hodlr", "hss"])
+def test_threaded_fused_matvec(dtype, hierarchy, restore_threads):
+    """Large enough to thread: a matrix-vector product runs the sparse rows as
+    tasks of H's first parallel loop and adds each row chunk of H x into y as
+    soon as it is final. Threads only partition that work, so one thread and
+    two give the same bits, and both match S x + P_r^T H P_c x."""
+    m, n = 1500, 1300
+    W = weight_like(m, n, dtype, 5)
+    kw = dict(tol=1e-2) if hierarchy == "hss" else dict(rank=24)
+    A = hsslin.SparsePlusHSS.from_dense(W, sparsity=0.15, leaf_size=64, hierarchy=hierarchy, **kw)
+    assert A.S.nnz + m >= 2e5  # the sparse product is split over threads
+    x = np.random.default_rng(2).standard_normal(n).astype(dtype)
+    hsslin.set_num_threads(1)
+    y1 = A @ x
+    hsslin.set_num_threads(2)
+    y2 = A @ x
+    np.testing.assert_array_equal(y1, y2)
+    assert_product_close(y2, explicit_reference(A), x, dtype, "A @ x, two threads")

@@ -252,6 +252,15 @@ Index CSRMatrix<T>::chunk_count(Index k) const {
 }
 
 template <class T>
+void CSRMatrix<T>::multiply_rows(const T* x, const DenseView<T>& y, Index begin, Index end) const {
+  HSSLIN_CHECK(0 <= begin && begin <= end && end <= rows_ && y.rows == rows_ && y.cols == 1,
+               "multiply_rows: rows [", begin, ", ", end, ") of a ", rows_, "-row product");
+  for (Index i = begin; i < end; ++i)
+    y.data[i * y.row_stride] =
+        row_dot(values_, indices_, indptr_[size_t(i)], indptr_[size_t(i + 1)], x);
+}
+
+template <class T>
 void CSRMatrix<T>::multiply(const T* X, Index ldx, Index k, const DenseView<T>& Y) const {
   // Several chunks per thread: with dynamic scheduling a thread that was
   // descheduled (a busy machine) leaves its work to the others.

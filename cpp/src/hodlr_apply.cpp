@@ -45,7 +45,7 @@ DenseView<const T> as_const(const DenseView<T>& v) {
 
 template <class T>
 template <bool Transpose, class XMap, class YMap>
-void HODLRMatrix<T>::apply_impl(const XMap& X, YMap& Y) const {
+void HODLRMatrix<T>::apply_impl(const XMap& X, YMap& Y, const ProductHooks* hooks) const {
   const ClusterTree& tree = tree_;
   const Index k = X.cols();
   const Index inner = tree.leaf_begin();
@@ -80,8 +80,8 @@ void HODLRMatrix<T>::apply_impl(const XMap& X, YMap& Y) const {
   };
   const bool parallel = double(nbytes()) / sizeof(T) * double(k) > kParallelEntries;
 
-  parallel_for(
-      0, 2 * inner,
+  parallel_for_hooked(
+      2 * inner, hooks,
       [&](Index b) {
         const Block& blk = block(b);
         if (blk.is_dense || blk.U.cols() == 0) return;
@@ -141,13 +141,14 @@ void HODLRMatrix<T>::apply_impl(const XMap& X, YMap& Y) const {
             y.noalias() += W.middleRows(off, it.count) * t_of(b, W.cols());
           }
         }
+        if (hooks && hooks->rows_done) hooks->rows_done(it.begin, it.count);
       },
       parallel);
 }
 
 template <class T>
-void HODLRMatrix<T>::apply(const DenseView<const T>& X, const DenseView<T>& Y,
-                           bool transpose) const {
+void HODLRMatrix<T>::apply(const DenseView<const T>& X, const DenseView<T>& Y, bool transpose,
+                           const ProductHooks* hooks) const {
   HSSLIN_CHECK(X.rows == (transpose ? rows() : cols()) && Y.rows == (transpose ? cols() : rows()) &&
                    X.cols == Y.cols,
                "apply: operand shapes do not match the ", rows(), "x", cols(), " matrix");
@@ -159,21 +160,24 @@ void HODLRMatrix<T>::apply(const DenseView<const T>& X, const DenseView<T>& Y,
     DenseView<T> Xa;
     const auto keep = aligned_like(X, Xa);
     copy_view(X, Xa);
-    apply(as_const(Xa), Y, transpose);
+    apply(as_const(Xa), Y, transpose, hooks);
     return;
   }
   if (!is_aligned(Y.data) && Y.rows * Y.cols > 0) {
     DenseView<T> Ya;  // every entry is written by the product: no copy in
     const auto keep = aligned_like(as_const(Y), Ya);
-    apply(X, Ya, transpose);
+    ProductHooks tasks_only;  // rows are final only after the copy
+    if (hooks) tasks_only = ProductHooks{hooks->tasks, hooks->task, {}};
+    apply(X, Ya, transpose, hooks ? &tasks_only : nullptr);
     copy_view(as_const(Ya), Y);
+    if (hooks && hooks->rows_done) hooks->rows_done(0, Y.rows);
     return;
   }
   auto run = [&](const auto& Xm, auto& Ym) {
     if (transpose)
-      apply_impl<true>(Xm, Ym);
+      apply_impl<true>(Xm, Ym, hooks);
     else
-      apply_impl<false>(Xm, Ym);
+      apply_impl<false>(Xm, Ym, hooks);
   };
   auto with_y = [&](const auto& Xm) {
     if (Y.row_major()) {
@@ -229,9 +233,10 @@ Index HODLRMatrix<T>::nbytes() const {
          matrices * (2 * Index(sizeof(Index)) + 1) + 64;
 }
 
-#define HSSLIN_INSTANTIATE_HODLR_APPLY(T)                                                          \
-  template void HODLRMatrix<T>::apply(const DenseView<const T>&, const DenseView<T>&, bool) const; \
-  template void HODLRMatrix<T>::to_dense(T*, bool) const;                                          \
+#define HSSLIN_INSTANTIATE_HODLR_APPLY(T)                                                   \
+  template void HODLRMatrix<T>::apply(const DenseView<const T>&, const DenseView<T>&, bool, \
+                                      const ProductHooks*) const;                           \
+  template void HODLRMatrix<T>::to_dense(T*, bool) const;                                   \
   template Index HODLRMatrix<T>::nbytes() const;
 HSSLIN_INSTANTIATE_HODLR_APPLY(float)
 HSSLIN_INSTANTIATE_HODLR_APPLY(double)

@@ -84,7 +84,7 @@ void HSSMatrix<T>::pack(std::vector<Node>&& nodes) {
 
 template <class T>
 template <bool Transpose, class XMap, class YMap>
-void HSSMatrix<T>::apply_impl(const XMap& X, YMap& Y) const {
+void HSSMatrix<T>::apply_impl(const XMap& X, YMap& Y, const ProductHooks* hooks) const {
   const ClusterTree& tree = tree_;
   const Index k = X.cols();
   const Index num_nodes = tree.size();
@@ -129,15 +129,15 @@ void HSSMatrix<T>::apply_impl(const XMap& X, YMap& Y) const {
   const bool has_tree = tree.levels() > 0;
   if constexpr (Transpose) {
     if (!has_tree) {  // one dense block: split its rows, sum partial products
-      apply_dense_transpose(X, Y);
+      apply_dense_transpose(X, Y, hooks);
       return;
     }
   }
 
   // Sweep 1: diagonal blocks, fused with the leaf's input projection in the
   // leaf's first chunk (x(J) is then still in cache).
-  parallel_for(
-      0, Index(items.size()),
+  parallel_for_hooked(
+      Index(items.size()), hooks,
       [&](Index t) {
         const Item& it = items[size_t(t)];
         if (t + kPrefetchItems < Index(items.size())) {
@@ -169,7 +169,10 @@ void HSSMatrix<T>::apply_impl(const XMap& X, YMap& Y) const {
           yblock.noalias() = Dl.middleRows(it.begin - ob, it.count) * X.middleRows(ib, ic);
       },
       parallel);
-  if (!has_tree) return;
+  if (!has_tree) {
+    if (hooks && hooks->rows_done) hooks->rows_done(0, Y.rows());
+    return;
+  }
 
   // Inner levels: usually thin (ranks of tens), and then serial; under a
   // large rank cap they can hold most of the bytes, and a level whose
@@ -229,17 +232,25 @@ void HSSMatrix<T>::apply_impl(const XMap& X, YMap& Y) const {
         if (t + kPrefetchItems < Index(items.size()))
           prefetch(out_basis(items[size_t(t + kPrefetchItems)].leaf), 1 << 16);
         const auto W = out_basis(it.leaf);
-        if (it.count == 0 || W.cols() == 0) return;
-        const Index ob = out_range(tree.node(it.leaf)).first;
-        Y.middleRows(it.begin, it.count).noalias() +=
-            W.middleRows(it.begin - ob, it.count) * yhat(it.leaf, W.cols());
+        if (it.count > 0 && W.cols() > 0) {
+          const Index ob = out_range(tree.node(it.leaf)).first;
+          Y.middleRows(it.begin, it.count).noalias() +=
+              W.middleRows(it.begin - ob, it.count) * yhat(it.leaf, W.cols());
+        }
+        if (hooks && hooks->rows_done) hooks->rows_done(it.begin, it.count);
       },
       parallel);
 }
 
 template <class T>
 template <class XMap, class YMap>
-void HSSMatrix<T>::apply_dense_transpose(const XMap& X, YMap& Y) const {
+void HSSMatrix<T>::apply_dense_transpose(const XMap& X, YMap& Y, const ProductHooks* hooks) const {
+  if (hooks) {  // one dense block: the tasks first, then the product
+    parallel_for(0, hooks->tasks, hooks->task);
+    apply_dense_transpose(X, Y, nullptr);
+    if (hooks->rows_done) hooks->rows_done(0, Y.rows());
+    return;
+  }
   const auto A = D(0);
   const Index m = A.rows(), n = A.cols(), k = X.cols();
   const bool parallel = double(A.size()) * double(k) > kParallelEntries;
@@ -261,15 +272,16 @@ void HSSMatrix<T>::apply_dense_transpose(const XMap& X, YMap& Y) const {
 }
 
 template <class T>
-void HSSMatrix<T>::apply(const DenseView<const T>& X, const DenseView<T>& Y, bool transpose) const {
+void HSSMatrix<T>::apply(const DenseView<const T>& X, const DenseView<T>& Y, bool transpose,
+                         const ProductHooks* hooks) const {
   HSSLIN_CHECK(X.rows == (transpose ? rows() : cols()) && Y.rows == (transpose ? cols() : rows()) &&
                    X.cols == Y.cols,
                "apply: operand shapes do not match the ", rows(), "x", cols(), " matrix");
   auto run = [&](const auto& Xm, auto& Ym) {
     if (transpose)
-      apply_impl<true>(Xm, Ym);
+      apply_impl<true>(Xm, Ym, hooks);
     else
-      apply_impl<false>(Xm, Ym);
+      apply_impl<false>(Xm, Ym, hooks);
   };
   auto with_y = [&](const auto& Xm) {
     if (Y.row_major()) {
@@ -323,12 +335,13 @@ Index HSSMatrix<T>::col_rank(Index i) const {
   return i == 0 ? -1 : V(i).cols();
 }
 
-#define HSSLIN_INSTANTIATE_HSS_APPLY(T)                                                          \
-  template void HSSMatrix<T>::pack(std::vector<Node>&&);                                         \
-  template void HSSMatrix<T>::apply(const DenseView<const T>&, const DenseView<T>&, bool) const; \
-  template void HSSMatrix<T>::to_dense(T*, bool) const;                                          \
-  template Index HSSMatrix<T>::nbytes() const;                                                   \
-  template Index HSSMatrix<T>::row_rank(Index) const;                                            \
+#define HSSLIN_INSTANTIATE_HSS_APPLY(T)                                                   \
+  template void HSSMatrix<T>::pack(std::vector<Node>&&);                                  \
+  template void HSSMatrix<T>::apply(const DenseView<const T>&, const DenseView<T>&, bool, \
+                                    const ProductHooks*) const;                           \
+  template void HSSMatrix<T>::to_dense(T*, bool) const;                                   \
+  template Index HSSMatrix<T>::nbytes() const;                                            \
+  template Index HSSMatrix<T>::row_rank(Index) const;                                     \
   template Index HSSMatrix<T>::col_rank(Index) const;
 HSSLIN_INSTANTIATE_HSS_APPLY(float)
 HSSLIN_INSTANTIATE_HSS_APPLY(double)

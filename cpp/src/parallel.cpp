@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdlib>
 #include <exception>
@@ -12,6 +13,16 @@
 
 namespace hsslin {
 namespace {
+
+constexpr auto kSpin = std::chrono::microseconds(20);
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
 
 int initial_threads() {
   if (const char* env = std::getenv("HSSLIN_NUM_THREADS")) {
@@ -57,7 +68,10 @@ struct Job {
   }
 };
 
-/// Persistent workers that sleep on a condition variable between loops.
+/// Persistent workers. After a loop a worker watches for the next one for
+/// kSpin before it sleeps on the condition variable: a product runs several
+/// short loops back to back (the levels of a tree), and a sleeping worker
+/// takes tens of microseconds to wake, longer than many of those loops.
 class Pool {
  public:
   static Pool& instance() {
@@ -75,8 +89,8 @@ class Pool {
       std::lock_guard<std::mutex> lock(mutex_);
       while (int(workers_.size()) < helpers) workers_.emplace_back([this] { loop(); });
       job_ = job;
-      ++generation_;
       wanted_ = helpers;
+      generation_.fetch_add(1, std::memory_order_release);
     }
     wake_.notify_all();
     job->work();
@@ -91,11 +105,16 @@ class Pool {
   void loop() {
     std::uint64_t seen = 0;
     while (true) {
+      const auto until = std::chrono::steady_clock::now() + kSpin;
+      while (generation_.load(std::memory_order_acquire) == seen &&
+             std::chrono::steady_clock::now() < until)
+        cpu_relax();
       std::shared_ptr<Job> job;
       {
         std::unique_lock<std::mutex> lock(mutex_);
-        wake_.wait(lock, [&] { return generation_ != seen && job_ && wanted_ > 0; });
-        seen = generation_;
+        wake_.wait(lock, [&] { return generation_.load(std::memory_order_relaxed) != seen; });
+        seen = generation_.load(std::memory_order_relaxed);
+        if (!job_ || wanted_ <= 0) continue;  // the loop is over or has its helpers
         --wanted_;
         job = job_;
       }
@@ -107,7 +126,7 @@ class Pool {
   std::condition_variable wake_;
   std::vector<std::thread> workers_;
   std::shared_ptr<Job> job_;
-  std::uint64_t generation_ = 0;
+  std::atomic<std::uint64_t> generation_{0};  // changed under mutex_, read without it
   int wanted_ = 0;
 };
 

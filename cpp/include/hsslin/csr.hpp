@@ -63,6 +63,14 @@ class CSRMatrix {
   /// column-major; Y is overwritten. Threaded above a work threshold.
   void apply(const DenseView<const T>& X, const DenseView<T>& Y, bool transpose) const;
 
+  /// Rows [begin, end) of y = S x for one contiguous vector x, for a caller
+  /// that splits the product itself (into balanced_row_chunks()).
+  void multiply_rows(const T* x, const DenseView<T>& y, Index begin, Index end) const;
+  /// Row ranges of about equal work (nnz + rows), `chunks` + 1 boundaries.
+  std::vector<Index> balanced_row_chunks(Index chunks) const;
+  /// Number of threads a product with k right-hand sides is split over (1: serial).
+  Index chunk_count(Index k) const;
+
   /// Writes S (or S^T) into `out`, row-major, overwriting it.
   void to_dense(T* out, bool transpose) const;
 
@@ -75,11 +83,6 @@ class CSRMatrix {
  private:
   void multiply(const T* X, Index ldx, Index k, const DenseView<T>& Y) const;
   void multiply_transposed(const T* X, Index ldx, Index k, const DenseView<T>& Y) const;
-  /// Row ranges of about equal work (nnz + rows), `chunks` + 1 boundaries.
-  std::vector<Index> balanced_row_chunks(Index chunks) const;
-  /// Number of chunks a product with k right-hand sides is split into (1: serial).
-  Index chunk_count(Index k) const;
-
   Index rows_ = 0, cols_ = 0, nnz_ = 0;
   std::vector<Offset> indptr_ = {0};
   // values_/indices_ point into memory that owner_ keeps alive (our own

@@ -8,6 +8,7 @@
 #include "hsslin/cluster_tree.hpp"
 #include "hsslin/kernels.hpp"
 #include "hsslin/options.hpp"
+#include "hsslin/parallel.hpp"
 
 namespace hsslin {
 
@@ -41,7 +42,9 @@ class HODLRMatrix {
   /// Relative Frobenius error ||A - H||_F / ||A||_F, exact (computed block by block).
   double relative_error() const { return error_; }
 
-  void apply(const DenseView<const T>& X, const DenseView<T>& Y, bool transpose) const;
+  /// Y = H X (or H^T X); `hooks` folds a caller's work into the product.
+  void apply(const DenseView<const T>& X, const DenseView<T>& Y, bool transpose,
+             const ProductHooks* hooks = nullptr) const;
   void to_dense(T* out, bool transpose) const;
   Index nbytes() const;
 
@@ -50,7 +53,7 @@ class HODLRMatrix {
 
  private:
   template <bool Transpose, class XMap, class YMap>
-  void apply_impl(const XMap& X, YMap& Y) const;
+  void apply_impl(const XMap& X, YMap& Y, const ProductHooks* hooks) const;
   void check_structure() const;
 
   ClusterTree tree_;

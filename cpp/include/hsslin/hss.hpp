@@ -8,6 +8,7 @@
 #include "hsslin/cluster_tree.hpp"
 #include "hsslin/kernels.hpp"
 #include "hsslin/options.hpp"
+#include "hsslin/parallel.hpp"
 
 namespace hsslin {
 
@@ -59,7 +60,9 @@ class HSSMatrix {
   bool is_dense_fallback() const { return dense_fallback_; }
 
   /// Y = op(H) X with op = identity or transpose; X, Y row- or column-major.
-  void apply(const DenseView<const T>& X, const DenseView<T>& Y, bool transpose) const;
+  /// Y = H X (or H^T X); `hooks` folds a caller's work into the product.
+  void apply(const DenseView<const T>& X, const DenseView<T>& Y, bool transpose,
+             const ProductHooks* hooks = nullptr) const;
   /// Writes H (or H^T) as a dense row-major array into out.
   void to_dense(T* out, bool transpose) const;
   /// Every stored byte: factor values, tree ranges, factor shapes, header.
@@ -78,9 +81,9 @@ class HSSMatrix {
   };
   struct Build;
   template <bool Transpose, class XMap, class YMap>
-  void apply_impl(const XMap& X, YMap& Y) const;
+  void apply_impl(const XMap& X, YMap& Y, const ProductHooks* hooks) const;
   template <class XMap, class YMap>
-  void apply_dense_transpose(const XMap& X, YMap& Y) const;
+  void apply_dense_transpose(const XMap& X, YMap& Y, const ProductHooks* hooks) const;
   /// Moves the factors into one contiguous array, laid out in the order the
   /// products read them, so that a cold product streams instead of chasing
   /// many small allocations.

@@ -1,7 +1,8 @@
 #pragma once
 /// \file parallel.hpp
-/// \brief Thread count and the one parallel loop the library uses.
+/// \brief Thread count, the one parallel loop the library uses, and product hooks.
 
+#include <algorithm>
 #include <functional>
 
 #include "hsslin/config.hpp"
@@ -34,6 +35,40 @@ void parallel_for(Index begin, Index end, Body&& body, bool parallel = true) {
     return;
   }
   detail::run_parallel(begin, end, std::function<void(Index)>(std::ref(body)));
+}
+
+/// \brief Work a caller folds into a hierarchical product's parallel loops.
+///
+/// The `tasks` items of `task` run in the product's first loop, beside the
+/// input projections, so that one parallel region serves both (a sparse
+/// product S x beside H x, for S + H). `rows_done(begin, count)` runs, on
+/// the thread that finished them, once output rows [begin, begin + count)
+/// of the product are final; the calls cover every output row once, after
+/// every task has ended, and never overlap.
+struct ProductHooks {
+  Index tasks = 0;
+  std::function<void(Index)> task;
+  std::function<void(Index, Index)> rows_done;
+};
+
+/// \brief parallel_for over `items` items of `body` and the tasks of
+/// `hooks` (may be null), the two lists alternating while both last: a
+/// memory-bound item and a compute-bound task then tend to run side by side.
+template <class Body>
+void parallel_for_hooked(Index items, const ProductHooks* hooks, Body&& body, bool parallel) {
+  const Index extra = hooks ? hooks->tasks : 0;
+  const Index both = 2 * std::min(items, extra);
+  parallel_for(
+      0, items + extra,
+      [&](Index t) {
+        const bool own = t < both ? t % 2 == 0 : items > extra;
+        const Index i = t < both ? t / 2 : t - both / 2;
+        if (own)
+          body(i);
+        else
+          hooks->task(i);
+      },
+      parallel || extra > 1);
 }
 
 }  // namespace hsslin
