@@ -75,11 +75,9 @@ py::array sparse_plus_apply(const CSRMatrix<T>& S, const Hier& H, const py::obje
       // as tasks of H's first parallel loop (the sparse rows, bound by
       // arithmetic, beside the projections, bound by memory), and each row
       // chunk of H x is added into y as soon as it is final.
-      const Index threads = S.chunk_count(1);
-      const Index chunks = threads > 1 ? 4 * threads : 1;
-      const std::vector<Index> bounds = S.balanced_row_chunks(chunks);
+      const std::vector<Index> bounds = S.product_chunks(1);
       const ProductHooks hooks{
-          chunks,
+          Index(bounds.size()) - 1,
           [&](Index c) { S.multiply_rows(X.data, Y, bounds[size_t(c)], bounds[size_t(c + 1)]); },
           scatter_rows};
       H.apply(xp, z, false, &hooks);

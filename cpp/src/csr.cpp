@@ -245,6 +245,14 @@ std::vector<Index> CSRMatrix<T>::balanced_row_chunks(Index chunks) const {
 }
 
 template <class T>
+std::vector<Index> CSRMatrix<T>::product_chunks(Index k) const {
+  // Several chunks per thread: with dynamic scheduling a thread that was
+  // descheduled (a busy machine) leaves its work to the others.
+  const Index threads = chunk_count(k);
+  return balanced_row_chunks(threads > 1 ? 4 * threads : 1);
+}
+
+template <class T>
 Index CSRMatrix<T>::chunk_count(Index k) const {
   const int threads = get_num_threads();
   if (threads <= 1 || double(nnz_ + rows_) * double(k) < kParallelWork) return 1;
@@ -262,24 +270,21 @@ void CSRMatrix<T>::multiply_rows(const T* x, const DenseView<T>& y, Index begin,
 
 template <class T>
 void CSRMatrix<T>::multiply(const T* X, Index ldx, Index k, const DenseView<T>& Y) const {
-  // Several chunks per thread: with dynamic scheduling a thread that was
-  // descheduled (a busy machine) leaves its work to the others.
-  const Index threads = chunk_count(k);
-  const Index chunks = threads > 1 ? 4 * threads : 1;
-  const std::vector<Index> bounds = balanced_row_chunks(chunks);
+  const std::vector<Index> bounds = product_chunks(k);
+  const Index chunks = Index(bounds.size()) - 1;
   const T* v = values_;
   const StorageIndex* idx = indices_;
   const Offset* ptr = indptr_.data();
   parallel_for(
       0, chunks,
       [&](Index c) {
+        if (k == 1) {
+          multiply_rows(X, Y, bounds[size_t(c)], bounds[size_t(c + 1)]);
+          return;
+        }
         T tmp[kBlock];
         for (Index i = bounds[size_t(c)]; i < bounds[size_t(c + 1)]; ++i) {
           T* yrow = Y.data + i * Y.row_stride;
-          if (k == 1) {
-            *yrow = row_dot(v, idx, ptr[i], ptr[i + 1], X);
-            continue;
-          }
           for (Index c0 = 0; c0 < k; c0 += kBlock) {
             const Index w = std::min(kBlock, k - c0);
             const bool direct = Y.col_stride == 1;

@@ -68,8 +68,9 @@ class CSRMatrix {
   void multiply_rows(const T* x, const DenseView<T>& y, Index begin, Index end) const;
   /// Row ranges of about equal work (nnz + rows), `chunks` + 1 boundaries.
   std::vector<Index> balanced_row_chunks(Index chunks) const;
-  /// Number of threads a product with k right-hand sides is split over (1: serial).
-  Index chunk_count(Index k) const;
+  /// Row ranges (boundaries) a product with k right-hand sides is split into:
+  /// four per thread when it is large enough to thread, else one.
+  std::vector<Index> product_chunks(Index k) const;
 
   /// Writes S (or S^T) into `out`, row-major, overwriting it.
   void to_dense(T* out, bool transpose) const;
@@ -83,6 +84,9 @@ class CSRMatrix {
  private:
   void multiply(const T* X, Index ldx, Index k, const DenseView<T>& Y) const;
   void multiply_transposed(const T* X, Index ldx, Index k, const DenseView<T>& Y) const;
+  /// Number of threads a product with k right-hand sides is split over (1: serial).
+  Index chunk_count(Index k) const;
+
   Index rows_ = 0, cols_ = 0, nnz_ = 0;
   std::vector<Offset> indptr_ = {0};
   // values_/indices_ point into memory that owner_ keeps alive (our own
