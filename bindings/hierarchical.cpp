@@ -182,8 +182,8 @@ void register_hodlr(py::module_& m, const char* name) {
              for (int l = 0; l < h.tree().levels(); ++l) {
                std::vector<Index> level;
                for (Index i = ClusterTree::level_begin(l); i < ClusterTree::level_end(l); ++i) {
-                 level.push_back(h.node(i).B12.rank());
-                 level.push_back(h.node(i).B21.rank());
+                 level.push_back(h.block_rank(i, false));
+                 level.push_back(h.block_rank(i, true));
                }
                out.push_back(std::move(level));
              }
@@ -194,11 +194,12 @@ void register_hodlr(py::module_& m, const char* name) {
              py::list nodes;
              for (Index i = 0; i < h.tree().size(); ++i) {
                py::dict d;
+               const auto nd = h.node(i);
                if (h.tree().is_leaf(i)) {
-                 d["D"] = to_numpy(h.node(i).D);
+                 d["D"] = to_numpy(nd.D);
                } else {
-                 d["B12"] = block_parts(h.node(i).B12);
-                 d["B21"] = block_parts(h.node(i).B21);
+                 d["B12"] = block_parts(nd.B12);
+                 d["B21"] = block_parts(nd.B21);
                }
                nodes.append(d);
              }

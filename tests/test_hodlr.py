@@ -257,6 +257,51 @@ def test_products_match_dense(A, k, data):
     assert rel_fro_error(D.T, H.T.to_dense()) <= rounding_floor(dt, m, n)
 
 
+def dense_from_parts(H, m, n):
+    """The operator assembled in float64 from H.parts() (the exchange form)."""
+    L = H.levels
+    parts = H.parts()
+    nodes = tree_nodes(m, n, L)
+    M = np.zeros((m, n))
+    for i, (r0, r1, c0, c1) in enumerate(nodes):
+        p = parts[i]
+        if i >= 2**L - 1:
+            M[r0:r1, c0:c1] = p["D"]
+            continue
+        a, b = nodes[2 * i + 1], nodes[2 * i + 2]
+        for key, rows, cols in (("B12", a[:2], b[2:]), ("B21", b[:2], a[2:])):
+            blk = p[key]
+            block = blk["dense"] if blk["is_dense"] else blk["U"].astype(np.float64) @ blk["V"].T
+            M[rows[0] : rows[1], cols[0] : cols[1]] = block
+    return M
+
+
+@given(matrices(), st.integers(2, 4), st.data())
+def test_every_product_path_matches_the_parts(A, k, data):
+    # The product streams D, U and V^T from row panels restarting at each
+    # leaf; this checks each path (one contiguous vector: the panel kernels;
+    # a strided vector and several columns: the unpacked stretches) and its
+    # transpose against the factors as parts() returns them.
+    m, n = A.shape
+    dt = A.dtype
+    rank, decay, min_rank = data.draw(schedules())
+    H = hsslin.HODLRMatrix.from_dense(
+        A, rank=rank, rank_decay=decay, min_rank=min_rank, leaf_size=data.draw(leaf_sizes())
+    )
+    M = dense_from_parts(H, m, n)
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32)))
+    x, y = rng.standard_normal(n).astype(dt), rng.standard_normal(m).astype(dt)
+    X, Y = rng.standard_normal((n, k)).astype(dt), rng.standard_normal((m, k)).astype(dt)
+    xs, ys = np.repeat(x, 2)[::2], np.repeat(y, 2)[::2]
+    assert xs.strides[0] == 2 * dt.itemsize and np.array_equal(xs, x)
+    assert_product_close(H @ x, M, x, dt, "H @ x")
+    assert_product_close(H @ xs, M, x, dt, "H @ x (strided)")
+    assert_product_close(H @ X, M, X, dt, "H @ X")
+    assert_product_close(H.T @ y, M.T, y, dt, "H.T @ y")
+    assert_product_close(H.T @ ys, M.T, y, dt, "H.T @ y (strided)")
+    assert_product_close(H.T @ np.asfortranarray(Y), M.T, Y, dt, "H.T @ Y")
+
+
 # -- reproducibility, threads ---------------------------------------------------
 @given(
     matrices(families=COMPRESSIBLE, max_size=200),

@@ -13,6 +13,9 @@ namespace {
 constexpr Index kChunkRows = 256;
 constexpr double kParallelEntries = 1 << 18;  // see hss_apply.cpp
 
+template <class T>
+using Vector = Eigen::Matrix<T, Eigen::Dynamic, 1>;
+
 bool is_aligned(const void* p) {
   return reinterpret_cast<std::uintptr_t>(p) % EIGEN_MAX_ALIGN_BYTES == 0;
 }
@@ -41,6 +44,67 @@ template <class T>
 DenseView<const T> as_const(const DenseView<T>& v) {
   return {v.data, v.rows, v.cols, v.row_stride, v.col_stride};
 }
+
+// y[0, count) (=, or += when `add`) M(rows [r, r + count), :) t, the rows a
+// stretch of M's panels: 8-row panels are summed in four independent
+// column streams and read front to back.
+template <class T>
+void panels_times_vector(const RowPanels<T>& M, Index r, Index count, const T* t, T* y, bool add) {
+  static_assert(RowPanels<T>::kRows == 8, "the kernel is written for 8-row panels");
+  using V8 = Eigen::Matrix<T, 8, 1>;
+  using P8 = Eigen::Map<const V8>;
+  const Index n = M.cols;
+  const T* p = M.at_row(r);
+  Index a = 0;
+  for (; a + 8 <= count; a += 8, p += 8 * n) {
+    V8 s0 = V8::Zero(), s1 = V8::Zero(), s2 = V8::Zero(), s3 = V8::Zero();
+    Index j = 0;
+    for (; j + 4 <= n; j += 4) {
+      s0 += P8(p + 8 * j) * t[j];
+      s1 += P8(p + 8 * j + 8) * t[j + 1];
+      s2 += P8(p + 8 * j + 16) * t[j + 2];
+      s3 += P8(p + 8 * j + 24) * t[j + 3];
+    }
+    for (; j < n; ++j) s0 += P8(p + 8 * j) * t[j];
+    Eigen::Map<V8> out(y + a);
+    if (add)
+      out += (s0 + s1) + (s2 + s3);
+    else
+      out = (s0 + s1) + (s2 + s3);
+  }
+  if (a < count) {
+    Eigen::Map<const Matrix<T>> P(p, count - a, n);
+    Eigen::Map<const Vector<T>> tv(t, n);
+    Eigen::Map<Vector<T>> out(y + a, count - a);
+    if (add)
+      out.noalias() += P * tv;
+    else
+      out.noalias() = P * tv;
+  }
+}
+
+// out[0, c1 - c0) += M(rows [r, r + count), c0 : c1)^T x[0, count), the rows
+// a stretch of M's panels. Over the 8-row panels each column keeps 8 partial
+// sums, reduced once at the end.
+template <class T>
+void panels_transpose_times_vector(const RowPanels<T>& M, Index r, Index count, Index c0, Index c1,
+                                   const T* x, T* out) {
+  static_assert(RowPanels<T>::kRows == 8, "the kernel is written for 8-row panels");
+  const Index w = c1 - c0;
+  Eigen::Matrix<T, 8, Eigen::Dynamic> partial = Eigen::Matrix<T, 8, Eigen::Dynamic>::Zero(8, w);
+  const T* p = M.at_row(r);
+  Index a = 0;
+  for (; a + 8 <= count; a += 8, p += 8 * M.cols) {
+    Eigen::Map<const Eigen::Matrix<T, 8, Eigen::Dynamic>> P(p + 8 * c0, 8, w);
+    partial.array() += P.array().colwise() * Eigen::Map<const Eigen::Array<T, 8, 1>>(x + a);
+  }
+  Eigen::Map<Vector<T>> o(out, w);
+  o += partial.colwise().sum().transpose();
+  if (a < count) {
+    Eigen::Map<const Matrix<T>> P(p, count - a, M.cols);
+    o.noalias() += P.middleCols(c0, w).transpose() * Eigen::Map<const Vector<T>>(x + a, count - a);
+  }
+}
 }  // namespace
 
 template <class T>
@@ -49,15 +113,15 @@ void HODLRMatrix<T>::apply_impl(const XMap& X, YMap& Y, const ProductHooks* hook
   const ClusterTree& tree = tree_;
   const Index k = X.cols();
   const Index inner = tree.leaf_begin();
-  auto block = [&](Index task) -> const Block& {
-    const Node& nd = nodes_[size_t(task / 2)];
-    return task % 2 == 0 ? nd.B12 : nd.B21;
-  };
+  // One contiguous right-hand side takes the panel kernels; other operands
+  // go through the same products on unpacked stretches of the panels.
+  const bool vec =
+      k == 1 && (X.rows() < 2 || X.rowStride() == 1) && (Y.rows() < 2 || Y.rowStride() == 1);
   // In A, block 2i+0 maps columns of the right child to rows of the left;
   // block 2i+1 the reverse. The transpose swaps rows and columns.
-  auto in_node = [&](Index task) {
-    const bool lower = task % 2 == 1;
-    const Index i = task / 2;
+  auto in_node = [&](Index b) {
+    const bool lower = b % 2 == 1;
+    const Index i = b / 2;
     const bool from_right = Transpose ? lower : !lower;
     return from_right ? ClusterTree::right(i) : ClusterTree::left(i);
   };
@@ -71,8 +135,8 @@ void HODLRMatrix<T>::apply_impl(const XMap& X, YMap& Y, const ProductHooks* hook
   };
   std::vector<Index> toff(size_t(2 * inner) + 1, 0);
   for (Index b = 0; b < 2 * inner; ++b) {
-    const Block& blk = block(b);
-    toff[size_t(b) + 1] = toff[size_t(b)] + (blk.is_dense ? 0 : blk.U.cols());
+    const StoredBlock& blk = block(b);
+    toff[size_t(b) + 1] = toff[size_t(b)] + (blk.is_dense ? 0 : blk.Vt.rows);
   }
   Eigen::Matrix<T, Eigen::Dynamic, 1> tws(toff.back() * k);  // aligned: reproducible rounding
   auto t_of = [&](Index b, Index r) {
@@ -80,14 +144,32 @@ void HODLRMatrix<T>::apply_impl(const XMap& X, YMap& Y, const ProductHooks* hook
   };
   const bool parallel = double(nbytes()) / sizeof(T) * double(k) > kParallelEntries;
 
+  // Sweep 1: t_b = V_b^T x (the transpose: U_b^T x, U_b's panels taken leaf by leaf).
   parallel_for_hooked(
       2 * inner, hooks,
       [&](Index b) {
-        const Block& blk = block(b);
-        if (blk.is_dense || blk.U.cols() == 0) return;
-        const auto [ib, ic] = in_range(tree.node(in_node(b)));
-        const Matrix<T>& W = Transpose ? blk.U : blk.V;
-        t_of(b, W.cols()).noalias() = W.transpose() * X.middleRows(ib, ic);
+        const StoredBlock& blk = block(b);
+        const Index r = blk.Vt.rows;
+        if (blk.is_dense || r == 0) return;
+        const Index src = in_node(b);
+        const auto [ib, ic] = in_range(tree.node(src));
+        auto t = t_of(b, r);
+        if constexpr (!Transpose) {
+          if (vec)
+            panels_times_vector(blk.Vt, 0, r, X.data() + ib, t.data(), false);
+          else
+            t.noalias() = blk.Vt.rows_of(0, r) * X.middleRows(ib, ic);
+        } else {
+          t.setZero();
+          Index off = 0;
+          for (Index len : segments(src, true)) {
+            if (vec)
+              panels_transpose_times_vector(blk.U, off, len, 0, r, X.data() + ib + off, t.data());
+            else
+              t.noalias() += blk.U.rows_of(off, len).transpose() * X.middleRows(ib + off, len);
+            off += len;
+          }
+        }
       },
       parallel);
 
@@ -104,7 +186,9 @@ void HODLRMatrix<T>::apply_impl(const XMap& X, YMap& Y, const ProductHooks* hook
   // a leaf) sets y = D x and then adds U_b t_b of the block above it at each
   // level, from the leaf's parent up to the root -- for every row the order
   // in which level-by-level sweeps would add them, with one parallel region
-  // instead of one per level.
+  // instead of one per level. A chunk starts kChunkRows-aligned within its
+  // leaf, so it covers whole row panels of D and of every U above it.
+  static_assert(kChunkRows % RowPanels<T>::kRows == 0, "chunks must cover whole panels");
   auto upper_block = [&](Index c) {  // the block of c's parent whose output rows are c's
     const Index i = (c - 1) / 2;
     const bool is_left = c == ClusterTree::left(i);
@@ -118,27 +202,70 @@ void HODLRMatrix<T>::apply_impl(const XMap& X, YMap& Y, const ProductHooks* hook
         auto y = Y.middleRows(it.begin, it.count);
         const auto [ib, ic] = in_range(leaf);
         const Index lo = it.begin - out_range(leaf).first;
-        const Matrix<T>& D = nodes_[size_t(it.leaf)].D;
-        if (ic == 0)
+        const RowPanels<T>& D = leaves_[size_t(it.leaf - inner)];
+        if (ic == 0) {
           y.setZero();
-        else if constexpr (Transpose)
-          y.noalias() = D.middleCols(lo, it.count).transpose() * X.middleRows(ib, ic);
-        else
-          y.noalias() = D.middleRows(lo, it.count) * X.middleRows(ib, ic);
+        } else if constexpr (Transpose) {
+          if (vec) {
+            y.setZero();
+            panels_transpose_times_vector(D, 0, D.rows, lo, lo + it.count, X.data() + ib, y.data());
+          } else {
+            y.noalias() =
+                D.rows_of(0, D.rows).middleCols(lo, it.count).transpose() * X.middleRows(ib, ic);
+          }
+        } else {
+          if (vec)
+            panels_times_vector(D, lo, it.count, X.data() + ib, y.data(), false);
+          else
+            y.noalias() = D.rows_of(lo, it.count) * X.middleRows(ib, ic);
+        }
         for (Index c = it.leaf; c > 0; c = (c - 1) / 2) {
           const Index b = upper_block(c);
-          const Block& blk = block(b);
+          const StoredBlock& blk = block(b);
           const Index off = it.begin - out_range(tree.node(c)).first;
           if (blk.is_dense) {
-            const auto [jb, jc] = in_range(tree.node(in_node(b)));
+            const Index src = in_node(b);
+            const auto [jb, jc] = in_range(tree.node(src));
             if (jc == 0) continue;
-            if constexpr (Transpose)
-              y.noalias() += blk.dense.middleCols(off, it.count).transpose() * X.middleRows(jb, jc);
-            else
-              y.noalias() += blk.dense.middleRows(off, it.count) * X.middleRows(jb, jc);
-          } else if (blk.U.cols() > 0) {
-            const Matrix<T>& W = Transpose ? blk.V : blk.U;
-            y.noalias() += W.middleRows(off, it.count) * t_of(b, W.cols());
+            if constexpr (Transpose) {
+              // The block's rows are the input here, held in panels leaf by leaf.
+              const auto segs = segments(src, true);
+              if (vec) {
+                Index so = 0;
+                for (Index len : segs) {
+                  panels_transpose_times_vector(blk.dense, so, len, off, off + it.count,
+                                                X.data() + jb + so, y.data());
+                  so += len;
+                }
+              } else {
+                y.noalias() += blk.dense.unpack(segs).middleCols(off, it.count).transpose() *
+                               X.middleRows(jb, jc);
+              }
+            } else {
+              if (vec)
+                panels_times_vector(blk.dense, off, it.count, X.data() + jb, y.data(), true);
+              else
+                y.noalias() += blk.dense.rows_of(off, it.count) * X.middleRows(jb, jc);
+            }
+          } else if (const Index r = blk.Vt.rows; r > 0) {
+            if constexpr (Transpose) {
+              if (vec) {
+                panels_transpose_times_vector(blk.Vt, 0, r, off, off + it.count, t_of(b, r).data(),
+                                              y.data());
+              } else {
+                // y += V(off : off + count, :) t, V^T's panels taken one at a time.
+                for (Index j = 0; j < r; j += RowPanels<T>::kRows) {
+                  const Index h = std::min(RowPanels<T>::kRows, r - j);
+                  Eigen::Map<const Matrix<T>> P(blk.Vt.at_row(j) + off * h, h, it.count);
+                  y.noalias() += P.transpose() * t_of(b, r).middleRows(j, h);
+                }
+              }
+            } else {
+              if (vec)
+                panels_times_vector(blk.U, off, it.count, t_of(b, r).data(), y.data(), true);
+              else
+                y.noalias() += blk.U.rows_of(off, it.count) * t_of(b, r);
+            }
           }
         }
         if (hooks && hooks->rows_done) hooks->rows_done(it.begin, it.count);
@@ -216,17 +343,13 @@ void HODLRMatrix<T>::to_dense(T* out, bool transpose) const {
 template <class T>
 Index HODLRMatrix<T>::nbytes() const {
   Index entries = 0, matrices = 0;
-  for (Index i = 0; i < tree_.size(); ++i) {
-    const Node& nd = nodes_[size_t(i)];
-    if (tree_.is_leaf(i)) {
-      entries += nd.D.size();
-      matrices += 1;
-      continue;
-    }
-    for (const Block* b : {&nd.B12, &nd.B21}) {
-      entries += b->is_dense ? b->dense.size() : b->U.size() + b->V.size();
-      matrices += b->is_dense ? 1 : 2;
-    }
+  for (const RowPanels<T>& D : leaves_) {
+    entries += D.data.size();
+    matrices += 1;
+  }
+  for (const StoredBlock& b : blocks_) {
+    entries += b.is_dense ? b.dense.data.size() : b.U.data.size() + b.Vt.data.size();
+    matrices += b.is_dense ? 1 : 2;
   }
   // Tree ranges (4 per node), two extents and a dense flag per stored matrix, header.
   return entries * Index(sizeof(T)) + tree_.size() * 4 * Index(sizeof(Index)) +

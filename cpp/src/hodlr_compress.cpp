@@ -15,7 +15,7 @@ HODLRMatrix<T> HODLRMatrix<T>::compress(const ConstRowMap<T>& A, const HODLROpti
   H.options_ = options;
   H.tree_ = ClusterTree(A.rows(), A.cols(), options.leaf_size());
   const ClusterTree& tree = H.tree_;
-  H.nodes_.assign(size_t(tree.size()), Node{});
+  std::vector<Node> nodes(size_t(tree.size()));
 
   // Squared norm in double: float32 sums of 10^7 squares lose digits.
   double norm2 = 0.0;
@@ -52,16 +52,17 @@ HODLRMatrix<T> HODLRMatrix<T>::compress(const ConstRowMap<T>& A, const HODLROpti
                                               options.power_iterations(),
                                               options.seed() * 1000003ULL + std::uint64_t(task));
         errors[size_t(task)] = blk.error;
-        (lower ? H.nodes_[size_t(i)].B21 : H.nodes_[size_t(i)].B12) = std::move(blk);
+        (lower ? nodes[size_t(i)].B21 : nodes[size_t(i)].B12) = std::move(blk);
       },
       inner >= 1 && A.rows() * A.cols() >= 4096);
   for (Index i = tree.leaf_begin(); i < tree.leaf_end(); ++i) {
     const ClusterNode& c = tree.node(i);
-    H.nodes_[size_t(i)].D = A.block(c.row_begin, c.col_begin, c.rows(), c.cols());
+    nodes[size_t(i)].D = A.block(c.row_begin, c.col_begin, c.rows(), c.cols());
   }
   double err2 = 0.0;
   for (double e : errors) err2 += e * e;
   H.error_ = norm2 > 0 ? std::sqrt(err2 / norm2) : 0.0;
+  H.pack(std::move(nodes));
   return H;
 }
 
@@ -70,12 +71,12 @@ HODLRMatrix<T> HODLRMatrix<T>::from_parts(ClusterTree tree, std::vector<Node> no
                                           HODLROptions options, double error) {
   HODLRMatrix H;
   H.tree_ = std::move(tree);
-  H.nodes_ = std::move(nodes);
   H.options_ = options;
   H.error_ = error;
-  HSSLIN_CHECK(Index(H.nodes_.size()) == H.tree_.size(), "HODLR parts: expected ", H.tree_.size(),
-               " nodes, got ", H.nodes_.size());
-  H.check_structure();
+  HSSLIN_CHECK(Index(nodes.size()) == H.tree_.size(), "HODLR parts: expected ", H.tree_.size(),
+               " nodes, got ", nodes.size());
+  check_structure(H.tree_, nodes);
+  H.pack(std::move(nodes));
   return H;
 }
 

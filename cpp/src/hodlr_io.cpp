@@ -47,7 +47,7 @@ std::string HODLRMatrix<T>::serialize() const {
   w.put<std::uint64_t>(options_.seed());
   w.put<double>(error_);
   for (Index i = 0; i < tree_.size(); ++i) {
-    const Node& nd = nodes_[size_t(i)];
+    const Node nd = node(i);
     if (tree_.is_leaf(i)) {
       w.put_matrix(nd.D);
     } else {
@@ -98,10 +98,9 @@ HODLRMatrix<T> HODLRMatrix<T>::deserialize(const std::string& blob) {
 }
 
 template <class T>
-void HODLRMatrix<T>::check_structure() const {
-  const ClusterTree& t = tree_;
+void HODLRMatrix<T>::check_structure(const ClusterTree& t, const std::vector<Node>& nodes) {
   for (Index i = 0; i < t.size(); ++i) {
-    const Node& nd = nodes_[size_t(i)];
+    const Node& nd = nodes[size_t(i)];
     const ClusterNode& c = t.node(i);
     if (t.is_leaf(i)) {
       HSSLIN_CHECK(nd.D.rows() == c.rows() && nd.D.cols() == c.cols(), "node ", i,
@@ -131,7 +130,7 @@ void HODLRMatrix<T>::check_structure() const {
 #define HSSLIN_INSTANTIATE_HODLR_IO(T)                                     \
   template std::string HODLRMatrix<T>::serialize() const;                  \
   template HODLRMatrix<T> HODLRMatrix<T>::deserialize(const std::string&); \
-  template void HODLRMatrix<T>::check_structure() const;
+  template void HODLRMatrix<T>::check_structure(const ClusterTree&, const std::vector<Node>&);
 HSSLIN_INSTANTIATE_HODLR_IO(float)
 HSSLIN_INSTANTIATE_HODLR_IO(double)
 
