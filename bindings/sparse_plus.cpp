@@ -72,14 +72,15 @@ py::array sparse_plus_apply(const CSRMatrix<T>& S, const Hier& H, const py::obje
     };
     if (!transpose && k == 1 && X.row_stride == 1) {
       // A matrix-vector product in one pass: the row chunks of y = S x run
-      // as tasks of H's first parallel loop (the sparse rows, bound by
-      // arithmetic, beside the projections, bound by memory), and each row
-      // chunk of H x is added into y as soon as it is final.
+      // as tasks of one of H's parallel loops (beside HODLR's projections or
+      // HSS's leaf sweep, both bound by memory, or beside HSS's inner levels
+      // walked on one thread), and each row chunk of H x is added into y as
+      // soon as it is final.
       const std::vector<Index> bounds = S.product_chunks(1);
       const ProductHooks hooks{
           Index(bounds.size()) - 1,
           [&](Index c) { S.multiply_rows(X.data, Y, bounds[size_t(c)], bounds[size_t(c + 1)]); },
-          scatter_rows};
+          scatter_rows, double(S.nnz())};
       H.apply(xp, z, false, &hooks);
     } else {
       S.apply(X, Y, transpose);

@@ -264,15 +264,25 @@ def test_fused_product_matches_its_definition(dtype, perms):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("hierarchy", ["hodlr", "hss"])
-def test_threaded_fused_matvec(dtype, hierarchy, restore_threads):
+@pytest.mark.parametrize(
+    "hierarchy, kw",
+    [
+        ("hodlr", dict(rank=24)),
+        # HSS runs the sparse rows beside its leaf sweep when its inner levels
+        # are heavy (uncapped ranks), beside its inner levels when they are
+        # lighter than S (capped ranks); both placements are covered.
+        ("hss", dict(tol=1e-2)),
+        ("hss", dict(tol=1e-2, max_rank=16)),
+    ],
+    ids=["hodlr", "hss", "hss-capped"],
+)
+def test_threaded_fused_matvec(dtype, hierarchy, kw, restore_threads):
     """Large enough to thread: a matrix-vector product runs the sparse rows as
-    tasks of H's first parallel loop and adds each row chunk of H x into y as
-    soon as it is final. Threads only partition that work, so one thread and
-    two give the same bits, and both match S x + P_r^T H P_c x."""
+    tasks of one of H's parallel loops and adds each row chunk of H x into y
+    as soon as it is final. Threads only partition that work, so one thread
+    and two give the same bits, and both match S x + P_r^T H P_c x."""
     m, n = 1500, 1300
     W = weight_like(m, n, dtype, 5)
-    kw = dict(tol=1e-2) if hierarchy == "hss" else dict(rank=24)
     A = hsslin.SparsePlusHSS.from_dense(W, sparsity=0.15, leaf_size=64, hierarchy=hierarchy, **kw)
     assert A.S.nnz + m >= 2e5  # the sparse product is split over threads
     x = np.random.default_rng(2).standard_normal(n).astype(dtype)

@@ -294,7 +294,7 @@ void HODLRMatrix<T>::apply(const DenseView<const T>& X, const DenseView<T>& Y, b
     DenseView<T> Ya;  // every entry is written by the product: no copy in
     const auto keep = aligned_like(as_const(Y), Ya);
     ProductHooks tasks_only;  // rows are final only after the copy
-    if (hooks) tasks_only = ProductHooks{hooks->tasks, hooks->task, {}};
+    if (hooks) tasks_only = ProductHooks{hooks->tasks, hooks->task, {}, hooks->work};
     apply(X, Ya, transpose, hooks ? &tasks_only : nullptr);
     copy_view(as_const(Ya), Y);
     if (hooks && hooks->rows_done) hooks->rows_done(0, Y.rows);

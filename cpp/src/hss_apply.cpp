@@ -134,10 +134,34 @@ void HSSMatrix<T>::apply_impl(const XMap& X, YMap& Y, const ProductHooks* hooks)
     }
   }
 
+  // Inner levels: usually thin (ranks of tens), and then serial; under a
+  // large rank cap they can hold most of the bytes, and a level whose
+  // factors are large runs its nodes in parallel (the nodes of one level
+  // touch disjoint parts of xhat and yhat).
+  auto level_entries = [&](int l, bool up) {
+    double entries = 0.0;
+    for (Index i = ClusterTree::level_begin(l); i < ClusterTree::level_end(l); ++i)
+      entries += up ? double(in_basis(i).size())
+                    : double(B12(i).size() + B21(i).size() + (i > 0 ? out_basis(i).size() : 0));
+    return entries * double(k);
+  };
+  double inner_entries = 0.0;
+  for (int l = 0; l < tree.levels(); ++l)
+    inner_entries += level_entries(l, true) + level_entries(l, false);
+  // A caller's tasks run beside sweep 1 -- or, when the inner levels hold
+  // no more entries than the tasks read, beside the inner levels walked on
+  // one thread: a chain of small products bound by memory latency, which
+  // would otherwise leave the other threads waiting.
+  const bool tasks_by_levels =
+      hooks && hooks->tasks > 0 && has_tree && parallel && inner_entries <= hooks->work;
+  auto level_parallel = [&](int l, bool up) {
+    return !tasks_by_levels && level_entries(l, up) > kParallelEntries;
+  };
+
   // Sweep 1: diagonal blocks, fused with the leaf's input projection in the
   // leaf's first chunk (x(J) is then still in cache).
   parallel_for_hooked(
-      Index(items.size()), hooks,
+      Index(items.size()), tasks_by_levels ? nullptr : hooks,
       [&](Index t) {
         const Item& it = items[size_t(t)];
         if (t + kPrefetchItems < Index(items.size())) {
@@ -174,56 +198,51 @@ void HSSMatrix<T>::apply_impl(const XMap& X, YMap& Y, const ProductHooks* hooks)
     return;
   }
 
-  // Inner levels: usually thin (ranks of tens), and then serial; under a
-  // large rank cap they can hold most of the bytes, and a level whose
-  // factors are large runs its nodes in parallel (the nodes of one level
-  // touch disjoint parts of xhat and yhat).
-  auto level_parallel = [&](int l, bool up) {
-    double entries = 0.0;
-    for (Index i = ClusterTree::level_begin(l); i < ClusterTree::level_end(l); ++i)
-      entries += up ? double(in_basis(i).size())
-                    : double(B12(i).size() + B21(i).size() + (i > 0 ? out_basis(i).size() : 0));
-    return entries * double(k) > kParallelEntries;
+  auto inner_levels = [&]() {
+    // Upward pass through the inner levels.
+    for (int l = tree.levels() - 1; l >= 1; --l) {
+      const Index begin = ClusterTree::level_begin(l);
+      parallel_for(
+          begin, ClusterTree::level_end(l),
+          [&](Index i) {
+            const Index a = ClusterTree::left(i), b = ClusterTree::right(i);
+            const Index stacked = in_basis(a).cols() + in_basis(b).cols();
+            const auto W = in_basis(i);
+            xhat(i, W.cols()).noalias() = W.transpose() * xhat(a, stacked);
+          },
+          parallel && level_parallel(l, true));
+    }
+    // Coupling and downward pass, top-down: one task per (node, child), which
+    // writes that child's yhat only -- its coupling product, then its rows of
+    // the node's transfer matrix times the node's yhat.
+    for (int l = 0; l < tree.levels(); ++l) {
+      const Index begin = ClusterTree::level_begin(l);
+      parallel_for(
+          2 * begin, 2 * ClusterTree::level_end(l),
+          [&](Index task) {
+            const Index i = task / 2;
+            const bool first = task % 2 == 0;
+            const Index a = ClusterTree::left(i), b = ClusterTree::right(i);
+            const Index c = first ? a : b;  // the child whose yhat this task writes
+            auto yc = yhat(c, out_basis(c).cols());
+            const auto xo = xhat(first ? b : a, in_basis(first ? b : a).cols());
+            if constexpr (Transpose)
+              yc.noalias() = (first ? B21(i) : B12(i)).transpose() * xo;
+            else
+              yc.noalias() = (first ? B12(i) : B21(i)) * xo;
+            if (i > 0) {
+              const auto T_i = out_basis(i);
+              const Index r0 = first ? 0 : out_basis(a).cols();
+              yc.noalias() += T_i.middleRows(r0, yc.rows()) * yhat(i, T_i.cols());
+            }
+          },
+          parallel && level_parallel(l, false));
+    }
   };
-  // Upward pass through the inner levels.
-  for (int l = tree.levels() - 1; l >= 1; --l) {
-    const Index begin = ClusterTree::level_begin(l);
-    parallel_for(
-        begin, ClusterTree::level_end(l),
-        [&](Index i) {
-          const Index a = ClusterTree::left(i), b = ClusterTree::right(i);
-          const Index stacked = in_basis(a).cols() + in_basis(b).cols();
-          const auto W = in_basis(i);
-          xhat(i, W.cols()).noalias() = W.transpose() * xhat(a, stacked);
-        },
-        parallel && level_parallel(l, true));
-  }
-  // Coupling and downward pass, top-down: one task per (node, child), which
-  // writes that child's yhat only -- its coupling product, then its rows of
-  // the node's transfer matrix times the node's yhat.
-  for (int l = 0; l < tree.levels(); ++l) {
-    const Index begin = ClusterTree::level_begin(l);
-    parallel_for(
-        2 * begin, 2 * ClusterTree::level_end(l),
-        [&](Index task) {
-          const Index i = task / 2;
-          const bool first = task % 2 == 0;
-          const Index a = ClusterTree::left(i), b = ClusterTree::right(i);
-          const Index c = first ? a : b;  // the child whose yhat this task writes
-          auto yc = yhat(c, out_basis(c).cols());
-          const auto xo = xhat(first ? b : a, in_basis(first ? b : a).cols());
-          if constexpr (Transpose)
-            yc.noalias() = (first ? B21(i) : B12(i)).transpose() * xo;
-          else
-            yc.noalias() = (first ? B12(i) : B21(i)) * xo;
-          if (i > 0) {
-            const auto T_i = out_basis(i);
-            const Index r0 = first ? 0 : out_basis(a).cols();
-            yc.noalias() += T_i.middleRows(r0, yc.rows()) * yhat(i, T_i.cols());
-          }
-        },
-        parallel && level_parallel(l, false));
-  }
+  if (tasks_by_levels)
+    parallel_for_hooked(1, hooks, [&](Index) { inner_levels(); }, parallel);
+  else
+    inner_levels();
   // Sweep 2: leaves add their basis times yhat.
   parallel_for(
       0, Index(items.size()),

@@ -39,16 +39,20 @@ void parallel_for(Index begin, Index end, Body&& body, bool parallel = true) {
 
 /// \brief Work a caller folds into a hierarchical product's parallel loops.
 ///
-/// The `tasks` items of `task` run in the product's first loop, beside the
-/// input projections, so that one parallel region serves both (a sparse
-/// product S x beside H x, for S + H). `rows_done(begin, count)` runs, on
-/// the thread that finished them, once output rows [begin, begin + count)
-/// of the product are final; the calls cover every output row once, after
-/// every task has ended, and never overlap.
+/// The `tasks` items of `task` run in one of the product's parallel loops,
+/// so that one parallel region serves both (a sparse product S x beside
+/// H x, for S + H): HODLR runs them beside its input projections; HSS
+/// beside its leaf sweep, or beside its inner levels walked on one thread
+/// when those hold no more entries than `work` (the entries the tasks read,
+/// a size hint; 0 = unknown). `rows_done(begin, count)` runs, on the thread
+/// that finished them, once output rows [begin, begin + count) of the
+/// product are final; the calls cover every output row once, after every
+/// task has ended, and never overlap.
 struct ProductHooks {
   Index tasks = 0;
   std::function<void(Index)> task;
   std::function<void(Index, Index)> rows_done;
+  double work = 0.0;
 };
 
 /// \brief parallel_for over `items` items of `body` and the tasks of
