@@ -150,8 +150,8 @@ void HSSMatrix<T>::apply_impl(const XMap& X, YMap& Y, const ProductHooks* hooks)
     inner_entries += level_entries(l, true) + level_entries(l, false);
   // A caller's tasks run beside sweep 1 -- or, when the inner levels hold
   // no more entries than the tasks read, beside the inner levels walked on
-  // one thread: a chain of small products bound by memory latency, which
-  // would otherwise leave the other threads waiting.
+  // one thread: a serial chain of small products, which would otherwise
+  // leave the other threads waiting.
   const bool tasks_by_levels =
       hooks && hooks->tasks > 0 && has_tree && parallel && inner_entries <= hooks->work;
   auto level_parallel = [&](int l, bool up) {
