@@ -105,6 +105,42 @@ void panels_transpose_times_vector(const RowPanels<T>& M, Index r, Index count, 
     o.noalias() += P.middleCols(c0, w).transpose() * Eigen::Map<const Vector<T>>(x + a, count - a);
   }
 }
+// One contiguous column: the panel kernels above apply.
+template <class XB, class YB>
+bool one_contiguous_column(const XB& X, const YB& Y) {
+  return X.cols() == 1 && (X.rows() < 2 || X.rowStride() == 1) &&
+         (Y.rows() < 2 || Y.rowStride() == 1);
+}
+
+// Y (=, or += when `add`) M(rows [r, r + count), :) X, the rows a stretch of
+// M's panels. Several columns (or strided ones) multiply the stretch copied
+// out of its panels.
+template <class T, class XB, class YB>
+void panels_times(const RowPanels<T>& M, Index r, Index count, const XB& X, YB&& Y, bool add) {
+  if (one_contiguous_column(X, Y))
+    panels_times_vector(M, r, count, X.data(), Y.data(), add);
+  else if (add)
+    Y.noalias() += M.rows_of(r, count) * X;
+  else
+    Y.noalias() = M.rows_of(r, count) * X;
+}
+
+// Y += M(rows [r, r + count), c0 : c1)^T X, the rows a stretch of M's panels
+// and X their count rows. Several columns (or strided ones) take the panels
+// one at a time.
+template <class T, class XB, class YB>
+void panels_transpose_times(const RowPanels<T>& M, Index r, Index count, Index c0, Index c1,
+                            const XB& X, YB&& Y) {
+  if (one_contiguous_column(X, Y)) {
+    panels_transpose_times_vector(M, r, count, c0, c1, X.data(), Y.data());
+    return;
+  }
+  for (Index a = 0; a < count; a += RowPanels<T>::kRows) {
+    const Index h = std::min(RowPanels<T>::kRows, count - a);
+    const Eigen::Map<const Matrix<T>> P(M.at_row(r + a) + c0 * h, h, c1 - c0);
+    Y.noalias() += P.transpose() * X.middleRows(a, h);
+  }
+}
 }  // namespace
 
 template <class T>
@@ -113,10 +149,6 @@ void HODLRMatrix<T>::apply_impl(const XMap& X, YMap& Y, const ProductHooks* hook
   const ClusterTree& tree = tree_;
   const Index k = X.cols();
   const Index inner = tree.leaf_begin();
-  // One contiguous right-hand side takes the panel kernels; other operands
-  // go through the same products on unpacked stretches of the panels.
-  const bool vec =
-      k == 1 && (X.rows() < 2 || X.rowStride() == 1) && (Y.rows() < 2 || Y.rowStride() == 1);
   // In A, block 2i+0 maps columns of the right child to rows of the left;
   // block 2i+1 the reverse. The transpose swaps rows and columns.
   auto in_node = [&](Index b) {
@@ -155,18 +187,12 @@ void HODLRMatrix<T>::apply_impl(const XMap& X, YMap& Y, const ProductHooks* hook
         const auto [ib, ic] = in_range(tree.node(src));
         auto t = t_of(b, r);
         if constexpr (!Transpose) {
-          if (vec)
-            panels_times_vector(blk.Vt, 0, r, X.data() + ib, t.data(), false);
-          else
-            t.noalias() = blk.Vt.rows_of(0, r) * X.middleRows(ib, ic);
+          panels_times(blk.Vt, 0, r, X.middleRows(ib, ic), t, false);
         } else {
           t.setZero();
           Index off = 0;
           for (Index len : segments(src, true)) {
-            if (vec)
-              panels_transpose_times_vector(blk.U, off, len, 0, r, X.data() + ib + off, t.data());
-            else
-              t.noalias() += blk.U.rows_of(off, len).transpose() * X.middleRows(ib + off, len);
+            panels_transpose_times(blk.U, off, len, 0, r, X.middleRows(ib + off, len), t);
             off += len;
           }
         }
@@ -206,18 +232,10 @@ void HODLRMatrix<T>::apply_impl(const XMap& X, YMap& Y, const ProductHooks* hook
         if (ic == 0) {
           y.setZero();
         } else if constexpr (Transpose) {
-          if (vec) {
-            y.setZero();
-            panels_transpose_times_vector(D, 0, D.rows, lo, lo + it.count, X.data() + ib, y.data());
-          } else {
-            y.noalias() =
-                D.rows_of(0, D.rows).middleCols(lo, it.count).transpose() * X.middleRows(ib, ic);
-          }
+          y.setZero();
+          panels_transpose_times(D, 0, D.rows, lo, lo + it.count, X.middleRows(ib, ic), y);
         } else {
-          if (vec)
-            panels_times_vector(D, lo, it.count, X.data() + ib, y.data(), false);
-          else
-            y.noalias() = D.rows_of(lo, it.count) * X.middleRows(ib, ic);
+          panels_times(D, lo, it.count, X.middleRows(ib, ic), y, false);
         }
         for (Index c = it.leaf; c > 0; c = (c - 1) / 2) {
           const Index b = upper_block(c);
@@ -229,43 +247,20 @@ void HODLRMatrix<T>::apply_impl(const XMap& X, YMap& Y, const ProductHooks* hook
             if (jc == 0) continue;
             if constexpr (Transpose) {
               // The block's rows are the input here, held in panels leaf by leaf.
-              const auto segs = segments(src, true);
-              if (vec) {
-                Index so = 0;
-                for (Index len : segs) {
-                  panels_transpose_times_vector(blk.dense, so, len, off, off + it.count,
-                                                X.data() + jb + so, y.data());
-                  so += len;
-                }
-              } else {
-                y.noalias() += blk.dense.unpack(segs).middleCols(off, it.count).transpose() *
-                               X.middleRows(jb, jc);
+              Index so = 0;
+              for (Index len : segments(src, true)) {
+                panels_transpose_times(blk.dense, so, len, off, off + it.count,
+                                       X.middleRows(jb + so, len), y);
+                so += len;
               }
             } else {
-              if (vec)
-                panels_times_vector(blk.dense, off, it.count, X.data() + jb, y.data(), true);
-              else
-                y.noalias() += blk.dense.rows_of(off, it.count) * X.middleRows(jb, jc);
+              panels_times(blk.dense, off, it.count, X.middleRows(jb, jc), y, true);
             }
           } else if (const Index r = blk.Vt.rows; r > 0) {
-            if constexpr (Transpose) {
-              if (vec) {
-                panels_transpose_times_vector(blk.Vt, 0, r, off, off + it.count, t_of(b, r).data(),
-                                              y.data());
-              } else {
-                // y += V(off : off + count, :) t, V^T's panels taken one at a time.
-                for (Index j = 0; j < r; j += RowPanels<T>::kRows) {
-                  const Index h = std::min(RowPanels<T>::kRows, r - j);
-                  Eigen::Map<const Matrix<T>> P(blk.Vt.at_row(j) + off * h, h, it.count);
-                  y.noalias() += P.transpose() * t_of(b, r).middleRows(j, h);
-                }
-              }
-            } else {
-              if (vec)
-                panels_times_vector(blk.U, off, it.count, t_of(b, r).data(), y.data(), true);
-              else
-                y.noalias() += blk.U.rows_of(off, it.count) * t_of(b, r);
-            }
+            if constexpr (Transpose)
+              panels_transpose_times(blk.Vt, 0, r, off, off + it.count, t_of(b, r), y);
+            else
+              panels_times(blk.U, off, it.count, t_of(b, r), y, true);
           }
         }
         if (hooks && hooks->rows_done) hooks->rows_done(it.begin, it.count);

@@ -138,16 +138,16 @@ void HSSMatrix<T>::apply_impl(const XMap& X, YMap& Y, const ProductHooks* hooks)
   // large rank cap they can hold most of the bytes, and a level whose
   // factors are large runs its nodes in parallel (the nodes of one level
   // touch disjoint parts of xhat and yhat).
-  auto level_entries = [&](int l, bool up) {
-    double entries = 0.0;
-    for (Index i = ClusterTree::level_begin(l); i < ClusterTree::level_end(l); ++i)
-      entries += up ? double(in_basis(i).size())
-                    : double(B12(i).size() + B21(i).size() + (i > 0 ? out_basis(i).size() : 0));
-    return entries * double(k);
-  };
+  std::vector<double> up_entries(size_t(tree.levels()), 0.0), down_entries(up_entries);
   double inner_entries = 0.0;
-  for (int l = 0; l < tree.levels(); ++l)
-    inner_entries += level_entries(l, true) + level_entries(l, false);
+  for (int l = 0; l < tree.levels(); ++l) {
+    for (Index i = ClusterTree::level_begin(l); i < ClusterTree::level_end(l); ++i) {
+      up_entries[size_t(l)] += double(in_basis(i).size()) * double(k);
+      down_entries[size_t(l)] +=
+          double(B12(i).size() + B21(i).size() + (i > 0 ? out_basis(i).size() : 0)) * double(k);
+    }
+    inner_entries += up_entries[size_t(l)] + down_entries[size_t(l)];
+  }
   // A caller's tasks run beside sweep 1 -- or, when the inner levels hold
   // no more entries than the tasks read, beside the inner levels walked on
   // one thread: a serial chain of small products, which would otherwise
@@ -155,7 +155,7 @@ void HSSMatrix<T>::apply_impl(const XMap& X, YMap& Y, const ProductHooks* hooks)
   const bool tasks_by_levels =
       hooks && hooks->tasks > 0 && has_tree && parallel && inner_entries <= hooks->work;
   auto level_parallel = [&](int l, bool up) {
-    return !tasks_by_levels && level_entries(l, up) > kParallelEntries;
+    return !tasks_by_levels && (up ? up_entries : down_entries)[size_t(l)] > kParallelEntries;
   };
 
   // Sweep 1: diagonal blocks, fused with the leaf's input projection in the

@@ -64,7 +64,7 @@ class CSRMatrix {
   void apply(const DenseView<const T>& X, const DenseView<T>& Y, bool transpose) const;
 
   /// Rows [begin, end) of y = S x for one contiguous vector x, for a caller
-  /// that splits the product itself (into balanced_row_chunks()).
+  /// that splits the product itself (into product_chunks()).
   void multiply_rows(const T* x, const DenseView<T>& y, Index begin, Index end) const;
   /// Row ranges of about equal work (nnz + rows), `chunks` + 1 boundaries.
   std::vector<Index> balanced_row_chunks(Index chunks) const;
