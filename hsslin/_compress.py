@@ -163,14 +163,23 @@ def compress(W, method: str = "sparse+hodlr+rcm", budget_bytes: int | None = Non
         Every method also takes `leaf_size` where it applies and `seed`.
     budget_bytes : int, optional
         When given, the method chooses its own parameters so that
-        ``result.nbytes <= budget_bytes`` (always holds; ValueError stating
-        the minimum when nothing fits). Split methods try sparse shares of
-        25/50/75% of the budget and keep the most accurate.
+        ``result.nbytes <= budget_bytes``: a promise, checked on the object
+        built before it is returned. When nothing fits, ValueError states
+        the bytes of the smallest form the method builds (always more than
+        the budget; a budget of that size succeeds). Split methods try
+        sparse shares of 25/50/75% of the budget and keep the most
+        accurate; ``"sparse"`` may keep every entry when the budget allows.
 
     Returns
     -------
     An operator with ``@``, ``.T``, ``nbytes``, ``to_dense()`` and
     ``relative_error(W)``.
+
+    Raises
+    ------
+    RuntimeError
+        When every form built holds non-finite values (W's magnitudes
+        overflowed in the compression), rather than returning one.
 
     Examples
     --------

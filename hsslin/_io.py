@@ -194,6 +194,18 @@ class Persistent:
 
     ``copy.deepcopy`` and ``pickle`` go through the same bytes as ``save``,
     so anything that can be saved can be pickled and copied.
+
+    Examples
+    --------
+    >>> import copy, os, pickle, tempfile, numpy as np, hsslin
+    >>> S = hsslin.CSRMatrix.from_dense([[0.0, 2.0], [3.0, 0.0]], sparsity=0.5)
+    >>> path = os.path.join(tempfile.mkdtemp(), "S.hsslin")
+    >>> S.save(path)
+    >>> hsslin.CSRMatrix.load(path).to_dense()
+    array([[0., 2.],
+           [3., 0.]])
+    >>> pickle.loads(pickle.dumps(S)).nnz, copy.deepcopy(S).nnz
+    (2, 2)
     """
 
     def to_bytes(self) -> bytes:
@@ -362,19 +374,17 @@ def _check_toc(toc, codec: _Codec, body_len: int):
         raise _corrupted("arrays and blobs must be lists and meta an object")
     offset = 0  # entries are written back to back, arrays first: check exactly that
     for e in arrays:
-        if not isinstance(e, dict) or set(e) != {"name", "dtype", "shape", "offset", "nbytes"}:
-            raise _corrupted(f"bad array entry {e!r}")
-        shape = e["shape"]
-        if e["dtype"] not in _ARRAY_DTYPES or not isinstance(shape, list) or len(shape) > 2:
-            raise _corrupted(f"array {e['name']!r} has dtype {e['dtype']!r} and shape {shape!r}")
-        if not all(_is_count(s) for s in shape) or not _is_count(e["nbytes"]):
-            raise _corrupted(f"array {e['name']!r} has shape {shape!r} and {e['nbytes']!r} bytes")
-        if e["nbytes"] != math.prod(shape) * int(e["dtype"][2]):
+        _check_entry(e, {"name", "dtype", "shape", "offset", "nbytes"}, "array")
+        shape, dtype = e["shape"], e["dtype"]
+        if not isinstance(dtype, str) or dtype not in _ARRAY_DTYPES:
+            raise _corrupted(f"array {e['name']!r} has dtype {dtype!r}")
+        if not isinstance(shape, list) or len(shape) > 2 or not all(_is_count(s) for s in shape):
+            raise _corrupted(f"array {e['name']!r} has shape {shape!r}")
+        if e["nbytes"] != math.prod(shape) * int(dtype[2]):
             raise _corrupted(f"array {e['name']!r} of shape {shape} cannot take {e['nbytes']} bytes")
         offset = _check_span(e, offset, body_len)
     for e in blobs:
-        if not isinstance(e, dict) or set(e) != {"name", "offset", "nbytes"} or not _is_count(e["nbytes"]):
-            raise _corrupted(f"bad blob entry {e!r}")
+        _check_entry(e, {"name", "offset", "nbytes"}, "blob")
         offset = _check_span(e, offset, body_len)
     if offset != body_len:
         raise _corrupted(f"the table of contents lists {offset} bytes, the body holds {body_len}")
@@ -388,6 +398,18 @@ def _check_toc(toc, codec: _Codec, body_len: int):
     if sorted(parts) != sorted(codec.parts):
         raise _corrupted(f"a {codec.cls.__name__} holds parts {sorted(codec.parts)}, the file lists {parts}")
     return arrays, blobs, meta
+
+
+def _check_entry(entry, keys: set, what: str) -> None:
+    """An entry is an object with exactly `keys`, a string name, and counts for offset and size."""
+    if (
+        not isinstance(entry, dict)
+        or set(entry) != keys
+        or not isinstance(entry["name"], str)
+        or not _is_count(entry["offset"])
+        or not _is_count(entry["nbytes"])
+    ):
+        raise _corrupted(f"bad {what} entry {entry!r}")
 
 
 def _check_span(entry: dict, offset: int, body_len: int) -> int:

@@ -91,23 +91,68 @@ class LinearOperatorMixin:
         """Returns ``A @ x`` for x of shape (n,) or (n, 1) (scipy's contract).
 
         Several columns raise ValueError (use :meth:`matmat` or ``@``).
+
+        Examples
+        --------
+        >>> import numpy as np, hsslin
+        >>> S = hsslin.CSRMatrix(([1.0, 2.0], [0, 1], [0, 1, 2]), shape=(2, 2))
+        >>> S.matvec(np.array([3.0, 4.0]))
+        array([3., 8.])
+        >>> S.matvec(np.ones((2, 2)))
+        Traceback (most recent call last):
+        ...
+        ValueError: x has shape (2, 2), expected (2,) or (2, 1); use matmat for several columns
         """
         return self._product(x, False, as_vector_operand)
 
     def rmatvec(self, x) -> np.ndarray:
-        """Returns ``A.T @ x`` for x of shape (m,) or (m, 1) (real matrices: the adjoint)."""
+        """Returns ``A.T @ x`` for x of shape (m,) or (m, 1) (real matrices: the adjoint).
+
+        Examples
+        --------
+        >>> import numpy as np, hsslin
+        >>> S = hsslin.CSRMatrix(([1.0, 2.0], [1, 1], [0, 1, 2]), shape=(2, 2))
+        >>> S.rmatvec(np.array([3.0, 4.0]))
+        array([ 0., 11.])
+        """
         return self._product(x, True, as_vector_operand)
 
     def matmat(self, X) -> np.ndarray:
-        """Returns ``A @ X`` for X of shape (n, k), row- or column-major (the result keeps the order)."""
+        """Returns ``A @ X`` for X of shape (n, k), row- or column-major (the result keeps the order).
+
+        Examples
+        --------
+        >>> import numpy as np, hsslin
+        >>> S = hsslin.CSRMatrix(([1.0, 2.0], [0, 1], [0, 1, 2]), shape=(2, 2))
+        >>> S.matmat(np.eye(2))
+        array([[1., 0.],
+               [0., 2.]])
+        """
         return self._product(X, False, as_matrix_operand, "X")
 
     def rmatmat(self, X) -> np.ndarray:
-        """Returns ``A.T @ X`` for X of shape (m, k)."""
+        """Returns ``A.T @ X`` for X of shape (m, k).
+
+        Examples
+        --------
+        >>> import numpy as np, hsslin
+        >>> S = hsslin.CSRMatrix(([1.0, 2.0], [1, 1], [0, 1, 2]), shape=(2, 2))
+        >>> S.rmatmat(np.eye(2))
+        array([[0., 0.],
+               [1., 2.]])
+        """
         return self._product(X, True, as_matrix_operand, "X")
 
     def dot(self, x) -> np.ndarray:
-        """Returns ``A @ x`` (x of shape (n,) or (n, k))."""
+        """Returns ``A @ x`` (x of shape (n,) or (n, k)).
+
+        Examples
+        --------
+        >>> import numpy as np, hsslin
+        >>> S = hsslin.CSRMatrix(([1.0, 2.0], [0, 1], [0, 1, 2]), shape=(2, 2))
+        >>> S.T.dot([1, 1])
+        array([1., 2.])
+        """
         return self @ x
 
     def __matmul__(self, x):
@@ -126,7 +171,19 @@ class LinearOperatorMixin:
 
     @property
     def T(self) -> LinearOperatorMixin:
-        """The transpose as a lightweight view sharing this object's storage."""
+        """The transpose as a lightweight view sharing this object's storage.
+
+        Examples
+        --------
+        >>> import numpy as np, hsslin
+        >>> S = hsslin.CSRMatrix(([1.0, 2.0], [0, 2], [0, 2]), shape=(1, 3))
+        >>> S.T.shape
+        (3, 1)
+        >>> S.T @ np.array([2.0])
+        array([2., 0., 4.])
+        >>> np.ones(3) @ S.T
+        array([3.])
+        """
         return TransposedOperator(self)
 
     def transpose(self) -> LinearOperatorMixin:

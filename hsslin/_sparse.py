@@ -119,9 +119,9 @@ class CSRMatrix(LinearOperatorMixin, Persistent):
         m, n = _as_shape(shape)
         data, indices, indptr = arg1
         data = np.asarray(data)
+        dtype = float_dtype_of(data.dtype, "data")
         if data.ndim != 1:
             raise ValueError(f"data must be 1-D, got shape {data.shape}")
-        dtype = float_dtype_of(data.dtype, "data")
         data = np.array(data, dtype=dtype, copy=True) if copy else for_core(data, dtype)
         require_finite(data, "data")
         indices = _as_indices(indices, n)
@@ -215,9 +215,10 @@ class CSRMatrix(LinearOperatorMixin, Persistent):
                [ 0.,  4.,  0.]])
         """
         W = np.asarray(W)
+        dtype = float_dtype_of(W.dtype, "W")
         if W.ndim != 2:
             raise ValueError(f"W must be 2-D, got shape {W.shape}")
-        W = for_core(W, float_dtype_of(W.dtype, "W"))
+        W = for_core(W, dtype)
         require_finite(W, "W")
         rho = check_sparsity(sparsity)
         return cls(_core.top_magnitude(W, rho, bool(per_row)))

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import hsslin
 from conftest import make_matrix
@@ -158,8 +160,35 @@ def test_crafted_tables_of_contents(toc, body, match):
         _io.from_bytes(_container(_io.Kind.LOW_RANK, toc, body))
 
 
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=4),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=8,
+)
+FIELDS = st.sampled_from(["name", "dtype", "shape", "offset", "nbytes"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(which=st.integers(0, 1), field=FIELDS, value=JSON, where=st.sampled_from(["array", "toc", "meta"]))
+def test_fuzzed_tables_of_contents_are_value_errors(which, field, value, where):
+    """Any JSON in any field of the table of contents: a ValueError, or (still valid) a load."""
+    toc = _lowrank_toc([3, 1], 24, 24)
+    if where == "array":
+        toc["arrays"][which][field] = value
+    elif where == "toc":
+        toc[["arrays", "blobs"][which]] = value
+    else:
+        toc["meta"] = value
+    body = np.arange(5, dtype="<f8").tobytes()
+    try:
+        A = _io.from_bytes(_container(_io.Kind.LOW_RANK, toc, body))
+    except ValueError:
+        return
+    assert A.shape == (3, 2)
+
+
 def test_crafted_dtype_and_names():
-    for dtype in ("|O", "<c16", ">f8", "<U3", 7):
+    for dtype in ("|O", "<c16", ">f8", "<U3", 7, ["<f8"]):
         toc = _lowrank_toc([3, 1], 24, 24)
         toc["arrays"][0]["dtype"] = dtype
         with pytest.raises(ValueError, match="dtype"):
