@@ -7,7 +7,7 @@ import math
 from ._hierarchical import HODLRMatrix, HSSMatrix
 from ._lowrank import LowRankMatrix, SparsePlusLowRank
 from ._sparse import CSRMatrix
-from ._sparse_plus import SparsePlusHSS
+from ._sparse_plus import PERMUTATION_DTYPE, SparsePlusHSS
 from ._tree import hodlr_nbytes
 from ._validation import as_float_matrix, check_int, check_rank_decay
 
@@ -245,7 +245,7 @@ def _compress_to_budget(W, method, budget, leaf_size, seed, rank_decay, min_rank
     iterations = params.get("iterations", 1)
     rcm_pattern = params.get("rcm_pattern", "residual")
     rcm = method.endswith("rcm")
-    perm_bytes = (m + n) * 4 if rcm else 0  # int32 row and column orders
+    perm_bytes = (m + n) * PERMUTATION_DTYPE.itemsize if rcm else 0  # row and column orders
 
     def split(nnz):
         """(The split with `nnz` sparse entries and the largest low-rank part that fits, or

@@ -18,6 +18,7 @@ from ._validation import as_float_matrix, check_int, check_rank_decay, check_spa
 
 _fused_apply = _core.sparse_plus_apply
 _FUSED = (HODLRMatrix, HSSMatrix)  # the H types the fused C++ product takes
+PERMUTATION_DTYPE = np.dtype(np.int32)  # how row_perm and col_perm are stored (and counted in nbytes)
 
 _PERMUTATIONS = (None, "rcm")
 _PATTERNS = ("residual", "sparse")
@@ -39,7 +40,7 @@ def _as_permutation(perm, size: int, name: str):
         )
     if np.bincount(p.astype(np.int64), minlength=size).max(initial=1) != 1:
         raise ValueError(f"{name} must be a permutation of range({size}); it repeats an index")
-    p = np.array(p, dtype=np.int32)  # a copy of our own: the caller's array may change later
+    p = np.array(p, dtype=PERMUTATION_DTYPE)  # a copy of our own: the caller's array may change later
     p.flags.writeable = False
     return p
 
@@ -51,9 +52,9 @@ def rcm_orders(pattern_source: np.ndarray, density: float):
     P = CSRMatrix.from_dense(pattern_source, sparsity=density)
     order = reverse_cuthill_mckee(P.to_scipy())
     if m == n and not isinstance(order, tuple):
-        return np.asarray(order, dtype=np.int32), np.asarray(order, dtype=np.int32)
+        return np.asarray(order, dtype=PERMUTATION_DTYPE), np.asarray(order, dtype=PERMUTATION_DTYPE)
     rows, cols = order
-    return np.asarray(rows, dtype=np.int32), np.asarray(cols, dtype=np.int32)
+    return np.asarray(rows, dtype=PERMUTATION_DTYPE), np.asarray(cols, dtype=PERMUTATION_DTYPE)
 
 
 class SparsePlusHSS(LinearOperatorMixin, Persistent):
