@@ -35,8 +35,8 @@ import torch  # noqa: E402
 
 import hsslin  # noqa: E402
 import hsslin.torch as ht  # noqa: E402
-from hsslin._lowrank import LowRankMatrix  # noqa: E402
-from hsslin._torch_eval import SAMPLE_SENTENCES  # noqa: E402
+from hsslin import LowRankMatrix  # noqa: E402
+from hsslin.torch import SAMPLE_SENTENCES  # noqa: E402
 
 BUDGETS = (0.25, 0.5, 0.75)
 LATENCY_METHODS = ("svd", "hodlr", "sparse+hodlr+rcm")

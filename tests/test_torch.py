@@ -22,7 +22,7 @@ pytest.importorskip("safetensors")
 
 import hsslin  # noqa: E402
 import hsslin.torch as ht  # noqa: E402
-from hsslin._torch_eval import SAMPLE_SENTENCES  # noqa: E402
+from hsslin.torch import SAMPLE_SENTENCES  # noqa: E402
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 EPS32 = float(np.finfo(np.float32).eps)

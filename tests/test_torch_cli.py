@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 
@@ -13,18 +12,14 @@ transformers = pytest.importorskip("transformers")
 pytest.importorskip("safetensors")
 
 import hsslin.torch as ht  # noqa: E402
-from hsslin._cli_torch import add_subcommands  # noqa: E402
-from hsslin._torch_eval import SAMPLE_SENTENCES  # noqa: E402
+from hsslin._cli import main  # noqa: E402
+from hsslin.torch import SAMPLE_SENTENCES  # noqa: E402
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 def run(argv) -> int:
-    parser = argparse.ArgumentParser(prog="hsslin")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_subcommands(sub)
-    args = parser.parse_args([str(a) for a in argv])
-    return args.func(args)
+    return main([str(a) for a in argv])
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -184,8 +179,6 @@ def test_compress_calibrated_global_svd(minilm_dir, tmp_path, capsys):
 
 
 def test_demo_minilm_prints_report_and_fidelity(capsys):
-    from hsslin.__main__ import main
-
     assert main(["demo", "--budget", "0.5"]) == 0
     text = capsys.readouterr().out
     assert "targeted weights (18 layers" in text and "embedding fidelity over 64 held-out" in text
