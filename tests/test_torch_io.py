@@ -45,7 +45,7 @@ def saved(tmp_path_factory):
     folder = tmp_path_factory.mktemp("saved") / "out"
     model = _model()
     ht.compress_model(model, targets=["query"], method="hodlr", tol=1e-3, leaf_size=8, progress=False)
-    ht.compress_model(model, targets=["key"], method="svd", rank=3, progress=False)
+    ht.compress_model(model, targets=["key"], method="svd", rank=3, calibration=None, progress=False)
     ht.save_compressed(model, folder)
     x = torch.randn(5, 24)
     with torch.no_grad():
@@ -212,7 +212,7 @@ def test_huge_or_deep_manifests_are_refused(saved, tmp_path):
 
 def test_save_refuses_a_file_as_folder(tmp_path):
     model = _model()
-    ht.compress_model(model, targets=["query"], method="svd", rank=2, progress=False)
+    ht.compress_model(model, targets=["query"], method="svd", rank=2, calibration=None, progress=False)
     path = tmp_path / "a_file"
     path.write_text("x")
     with pytest.raises(ValueError, match="is a file"):
@@ -224,7 +224,8 @@ def test_save_refuses_a_file_as_folder(tmp_path):
 
 def test_round_trip_of_every_trainable_and_inference_form(tmp_path):
     """Every operator type the folder can hold loads back bit for bit (dispatch is by type)."""
-    methods = {"svd": {"rank": 3}, "hodlr": {"rank": 3, "leaf_size": 8}, "hss": {"tol": 1e-3}}
+    methods = {"svd": {"rank": 3, "calibration": None}, "hodlr": {"rank": 3, "leaf_size": 8}}
+    methods["hss"] = {"tol": 1e-3}
     methods.update({"sparse": {"sparsity": 0.2}, "sparse+svd": {"sparsity": 0.1, "rank": 2}})
     methods.update({"sparse+hodlr+rcm": {"sparsity": 0.1, "rank": 2, "leaf_size": 8}})
     x = torch.randn(4, 24)

@@ -8,8 +8,8 @@ import time
 
 from torch import nn
 
-from .. import METHODS, compress
-from ._calibration import global_svd_ranks, input_grams
+from .. import _defaults, compress
+from ._calibration import calibration_batches, global_svd_ranks, input_grams
 from ._layer import HSSLinear, compressed_layers
 from ._report import CompressionReport, LayerReport, describe_operator
 from ._targets import find_targets, replace_module
@@ -52,22 +52,30 @@ class _Progress:
             sys.stderr.write("\n")
 
 
-_DEFAULT_BUDGET = 0.5
-_EXPLICIT = ("sparsity", "rank", "tol")
+def _announce(progress: bool, message: str) -> None:
+    if progress:
+        sys.stderr.write(f"hsslin compress: {message}\n")
+        sys.stderr.flush()
 
 
 def compress_model(
     model: nn.Module,
-    targets="qkv",
-    method: str = "sparse+hodlr+rcm",
+    targets=_defaults.TARGETS,
+    method: str = _defaults.METHOD,
     budget: float | None = None,
     progress: bool = True,
     trainable: bool = False,
-    calibration=None,
-    allocation: str = "uniform",
+    calibration=_defaults.AUTO,
+    allocation: str = _defaults.AUTO,
+    tokenizer=None,
     **params,
 ) -> CompressionReport:
     """Replaces the selected linear layers of `model` by :class:`HSSLinear`, in place.
+
+    With no options it runs the best configuration measured (kept in
+    ``hsslin._defaults``): method ``"svd"`` at half the targets' bytes,
+    calibrated on hsslin's built-in sentences (pass `tokenizer`), ranks
+    allocated across layers.
 
     Parameters
     ----------
@@ -77,7 +85,7 @@ def compress_model(
         (q_proj, k_proj, v_proj; grouped-query K/V are rectangular), BERT
         (query, key, value) and GPT-2 (c_attn, the fused QKV Conv1D).
     method : str
-        A method of :func:`hsslin.compress`.
+        A method of :func:`hsslin.compress`; default ``"svd"``.
     budget : float in (0, 1], optional
         Each target's operator stores at most ``floor(budget * weight bytes)``
         bytes (the dense weight in its own dtype; every stored byte counted),
@@ -85,20 +93,28 @@ def compress_model(
         Default 0.5 unless explicit parameters (`sparsity`, `rank`, `tol`)
         are given, which replace the budget.
     progress : bool
-        A progress bar over layers (tqdm if installed) on stderr.
+        Progress on stderr: a line per stage and a bar over layers (tqdm if
+        installed).
     trainable : bool
         Make the new layers trainable (see :class:`HSSLinear`).
-    calibration : iterable of batches, optional
-        Method ``"svd"`` only: run the model on these batches (see
-        :func:`calibration_batches`), record each target's input Gram matrix
-        ``X^T X`` and compress activation-aware, minimising the layer's output
-        error ``||(W - A) X^T||_F`` rather than its weight error.
-    allocation : "uniform" or "global"
+    calibration : "auto", "builtin", iterable of batches, or None
+        Activation-aware compression (method ``"svd"``): run the model on
+        these batches (see :func:`calibration_batches`), record each
+        target's input Gram matrix ``X^T X`` and compress to minimise the
+        layer's output error ``||(W - A) X^T||_F`` rather than its weight
+        error. ``"builtin"``: :data:`CALIBRATION_SENTENCES` tokenized by
+        `tokenizer`. ``"auto"`` (default): ``"builtin"`` for method
+        ``"svd"``, None (no calibration) for the others. None: no
+        calibration.
+    allocation : "auto", "uniform" or "global"
         ``"uniform"``: every target gets `budget` of its own bytes.
         ``"global"`` (method ``"svd"`` with a budget): the targets together
         get `budget` of their bytes, and ranks go where they remove the most
-        relative (output, with `calibration`) error; single layers may then
-        exceed `budget`.
+        relative (output, with calibration) error; single layers may then
+        exceed `budget`. ``"auto"`` (default): ``"global"`` for method
+        ``"svd"`` with a budget, ``"uniform"`` otherwise.
+    tokenizer : optional
+        The model's tokenizer, needed by ``calibration="builtin"``.
     **params
         Passed to :func:`hsslin.compress` (`leaf_size`, `rank_decay`, `seed`,
         and with no budget `sparsity`, `rank`, `tol`).
@@ -113,32 +129,30 @@ def compress_model(
     >>> model = torch.nn.Sequential()
     >>> model.add_module("query", torch.nn.Linear(64, 64))
     >>> model.add_module("key", torch.nn.Linear(64, 64))
-    >>> report = ht.compress_model(model, method="svd", progress=False)
+    >>> report = ht.compress_model(model, calibration=None, progress=False)  # no tokenizer here
     >>> report.targets_bytes_after <= report.targets_bytes_before // 2
     True
     >>> type(model.query).__name__
     'HSSLinear'
     """
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
-    if budget is None and not any(k in params for k in _EXPLICIT):
-        budget = _DEFAULT_BUDGET
-    if budget is not None:
-        if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not (0.0 < budget <= 1.0):
-            raise ValueError(f"budget must be a fraction in (0, 1], got {budget!r}")
-        clash = [k for k in _EXPLICIT if k in params]
-        if clash:
-            raise ValueError(f"give either budget or explicit {', '.join(clash)}, not both")
-    if allocation not in ("uniform", "global"):
-        raise ValueError(f"allocation must be 'uniform' or 'global', got {allocation!r}")
-    if (calibration is not None or allocation == "global") and method != "svd":
-        raise ValueError(f"calibration and allocation='global' apply to method 'svd', not {method!r}")
-    if allocation == "global" and budget is None:
-        raise ValueError("allocation='global' shares a budget: pass budget, not explicit parameters")
+    budget, calibration, allocation = _defaults.resolve(method, budget, calibration, allocation, params)
     names = find_targets(model, targets)
-    grams = input_grams(model, names, calibration) if calibration is not None else {}
+    if isinstance(calibration, str):  # "builtin"
+        if tokenizer is None:
+            raise ValueError(
+                f"calibration='builtin' (the default for method {method!r}) tokenizes hsslin's "
+                "calibration sentences: pass tokenizer=..., your own batches as calibration=..., "
+                "or calibration=None to compress without calibration"
+            )
+        calibration = calibration_batches(tokenizer)
+    grams = {}
+    if calibration is not None:
+        batches = calibration if isinstance(calibration, (list, tuple)) else list(calibration)
+        _announce(progress, f"calibrating: running the model on {len(batches)} batches")
+        grams = input_grams(model, names, batches)
     ranks = None
     if allocation == "global":
+        _announce(progress, f"allocating ranks across {len(names)} layers")
         ranks = global_svd_ranks({n: weight_numpy(model.get_submodule(n)) for n in names}, grams, budget)
     before = _param_bytes(model)
     rows, replacements = [], []  # the model changes only once every layer compressed

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import LowRankMatrix, compress
+from .. import LowRankMatrix, _defaults, compress
 from ._factors import cast_operator, factors_of
 from ._report import describe_operator, operator_kind
 from ._weights import NP_TO_TORCH, TORCH_TO_NP, is_conv1d, is_replaceable, weight_matrix, weight_numpy
@@ -120,7 +120,7 @@ class HSSLinear(nn.Module):
     def from_linear(
         cls,
         linear,
-        method: str = "sparse+hodlr+rcm",
+        method: str = _defaults.METHOD,
         budget_bytes: int | None = None,
         trainable: bool = False,
         **params,

@@ -134,7 +134,7 @@ class CompressionReport:
         width = max([len(r.name) for r in self.layers] + [5])
         head = (
             f"{'layer':<{width}}  {'shape':>11}  {'method':<16}  {'bytes before':>12}  "
-            f"{'bytes after':>11}  {'ratio':>6}  {'rel.err':>8}  {'sec':>6}  params"
+            f"{'bytes after':>11}  {'ratio':>6}  {'weight rel. err':>15}  {'sec':>6}  params"
         )
         lines = [head, "-" * len(head)]
         for r in self.layers:
@@ -142,7 +142,7 @@ class CompressionReport:
             lines.append(
                 f"{r.name:<{width}}  {r.shape[0]:>5}x{r.shape[1]:<5}  {r.method:<16}  "
                 f"{r.bytes_before:>12,}  {r.bytes_after:>11,}  {r.ratio:>6.1%}  "
-                f"{r.relative_error:>8.2e}  {r.seconds:>6.2f}  {params}"
+                f"{r.relative_error:>15.2e}  {r.seconds:>6.2f}  {params}"
             )
         tb, ta = self.targets_bytes_before, self.targets_bytes_after
         mb, ma = self.model_bytes_before, self.model_bytes_after
@@ -154,5 +154,9 @@ class CompressionReport:
         lines.append(
             f"whole model (all parameters): {mb:,} -> {ma:,} bytes "
             f"({ma / max(mb, 1):.1%}); compression took {self.seconds:.1f} s"
+        )
+        lines.append(
+            "weight rel. err = ||W - A||_F / ||W||_F of each layer's weight W and its replacement A "
+            "(not the model's fidelity, which is measured on its outputs)"
         )
         return "\n".join(lines)
