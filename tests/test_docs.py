@@ -73,14 +73,17 @@ def _one_thread_per_pool():
     (docs/bench_threads.md); the blocks' results do not depend on it."""
     from threadpoolctl import threadpool_limits
 
+    import hsslin
+
     torch = sys.modules.get("torch") or (importlib.import_module("torch") if HAS_TORCH else None)
-    old = torch.get_num_threads() if torch else None
+    old = (torch.get_num_threads() if torch else None, hsslin.get_num_threads())
     with threadpool_limits(1, user_api="blas"):
         if torch:
             torch.set_num_threads(1)
         yield
     if torch:
-        torch.set_num_threads(old)
+        torch.set_num_threads(old[0])
+    hsslin.set_num_threads(old[1])  # docs/first-steps.md sets it
 
 
 @pytest.mark.parametrize("chain", CHAINS, ids=[c["id"] for c in CHAINS])
