@@ -42,7 +42,7 @@ __all__ = [
 
 
 def set_num_threads(n: int) -> None:
-    """Sets the number of threads hsslin's kernels use.
+    """Set the number of threads hsslin's kernels use.
 
     The initial value comes from the environment variable
     ``HSSLIN_NUM_THREADS``, else the number of CPUs. Small products run on
@@ -61,7 +61,7 @@ def set_num_threads(n: int) -> None:
 
 
 def get_num_threads() -> int:
-    """Returns the number of threads hsslin's kernels use."""
+    """Return the number of threads hsslin's kernels use."""
     return int(_core.get_num_threads())
 
 

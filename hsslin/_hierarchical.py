@@ -69,7 +69,7 @@ class _Hierarchical(LinearOperatorMixin, Persistent):
         return self._impl.to_dense(transpose)
 
     def copy(self):
-        """Returns an independent deep copy."""
+        """Return an independent deep copy."""
         return type(self)(self._impl.copy())
 
     __copy__ = copy
@@ -370,7 +370,7 @@ class HODLRMatrix(_Hierarchical):
         return float(self._impl.rank_decay)
 
     def parts(self) -> list[dict]:
-        """Copies of every stored factor, node by node in heap order (for adapters)."""
+        """Copy of every stored factor, node by node in heap order (for adapters)."""
         return self._impl.parts()
 
     def _as_float64(self):

@@ -69,7 +69,7 @@ class LinearOperatorMixin:
         return self._apply_any(check(x, m if transpose else n, self.dtype, name), transpose)
 
     def _apply_any(self, x: np.ndarray, transpose: bool) -> np.ndarray:
-        """Applies to a validated operand of any dtype :func:`as_operand` returns."""
+        """Apply to a validated operand of any dtype :func:`as_operand` returns."""
         if x.dtype == self.dtype:
             return self._apply(x, transpose)
         if x.dtype.kind == "c":
@@ -88,7 +88,7 @@ class LinearOperatorMixin:
         return wide
 
     def matvec(self, x) -> np.ndarray:
-        """Returns ``A @ x`` for x of shape (n,) or (n, 1) (scipy's contract).
+        """Return ``A @ x`` for x of shape (n,) or (n, 1) (scipy's contract).
 
         Several columns raise ValueError (use :meth:`matmat` or ``@``).
 
@@ -106,7 +106,7 @@ class LinearOperatorMixin:
         return self._product(x, False, as_vector_operand)
 
     def rmatvec(self, x) -> np.ndarray:
-        """Returns ``A.T @ x`` for x of shape (m,) or (m, 1) (real matrices: the adjoint).
+        """Return ``A.T @ x`` for x of shape (m,) or (m, 1) (real matrices: the adjoint).
 
         Examples
         --------
@@ -118,7 +118,7 @@ class LinearOperatorMixin:
         return self._product(x, True, as_vector_operand)
 
     def matmat(self, X) -> np.ndarray:
-        """Returns ``A @ X`` for X of shape (n, k), row- or column-major (the result keeps the order).
+        """Return ``A @ X`` for X of shape (n, k), row- or column-major (the result keeps the order).
 
         Examples
         --------
@@ -131,7 +131,7 @@ class LinearOperatorMixin:
         return self._product(X, False, as_matrix_operand, "X")
 
     def rmatmat(self, X) -> np.ndarray:
-        """Returns ``A.T @ X`` for X of shape (m, k).
+        """Return ``A.T @ X`` for X of shape (m, k).
 
         Examples
         --------
@@ -144,7 +144,7 @@ class LinearOperatorMixin:
         return self._product(X, True, as_matrix_operand, "X")
 
     def dot(self, x) -> np.ndarray:
-        """Returns ``A @ x`` (x of shape (n,) or (n, k)).
+        """Return ``A @ x`` (x of shape (n,) or (n, k)).
 
         Examples
         --------
@@ -192,7 +192,7 @@ class LinearOperatorMixin:
 
     # -- conversions ----------------------------------------------------
     def to_dense(self) -> np.ndarray:
-        """Returns the represented matrix as a dense C-ordered array."""
+        """Return the represented matrix as a dense C-ordered array."""
         return self._dense(False)
 
     def toarray(self) -> np.ndarray:
@@ -200,7 +200,7 @@ class LinearOperatorMixin:
         return self.to_dense()
 
     def aslinearoperator(self):
-        """Returns a ``scipy.sparse.linalg.LinearOperator`` backed by this object.
+        """Return a ``scipy.sparse.linalg.LinearOperator`` backed by this object.
 
         Examples
         --------
@@ -234,7 +234,7 @@ class LinearOperatorMixin:
         return self.dense_nbytes / self.nbytes
 
     def relative_error(self, A) -> float:
-        """Returns ``||A - self||_F / ||A||_F`` against a dense reference `A` (measured now)."""
+        """Return ``||A - self||_F / ||A||_F`` against a dense reference `A` (measured now)."""
         A = as_float_matrix(A, "A")
         if A.shape != self.shape:
             raise ValueError(f"A has shape {A.shape}, expected {self.shape}")

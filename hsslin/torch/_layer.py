@@ -161,7 +161,7 @@ class HSSLinear(nn.Module):
         return self
 
     def to_trainable(self) -> HSSLinear:
-        """Turns the operator's factors into Parameters (see `trainable`); returns self."""
+        """Turn the operator's factors into Parameters (see `trainable`); returns self."""
         if self.factors is None:
             self.factors = factors_of(self.operator)
             self.operator = None
