@@ -84,8 +84,10 @@ else()
   set_target_properties(hsslin_cuda_kernels PROPERTIES
     POSITION_INDEPENDENT_CODE ON CUDA_STANDARD 17 CUDA_STANDARD_REQUIRED ON
     CUDA_RUNTIME_LIBRARY Static CUDA_VISIBILITY_PRESET hidden)
-  target_include_directories(hsslin_cuda_kernels PUBLIC ${hsslin_src}/cpp/cuda ${hsslin_src}/cpp/include
-                             PRIVATE ${HSSLIN_CUBLAS_INCLUDE_DIR})
+  target_include_directories(hsslin_cuda_kernels PUBLIC ${hsslin_src}/cpp/cuda ${hsslin_src}/cpp/include)
+  # -isystem, searched after the compiler's own headers: a cuBLAS from
+  # another tree (HSSLIN_CUBLAS_ROOT) must not replace the toolkit's cuda_runtime.h.
+  target_include_directories(hsslin_cuda_kernels SYSTEM PRIVATE ${HSSLIN_CUBLAS_INCLUDE_DIR})
   target_link_libraries(hsslin_cuda_kernels PUBLIC ${HSSLIN_CUBLAS_LIBRARY})
 
   pybind11_add_module(_cuda MODULE ${hsslin_src}/bindings/cuda/module.cpp)
