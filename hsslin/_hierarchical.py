@@ -384,19 +384,34 @@ class HODLRMatrix(_Hierarchical):
         r = int(self._impl.rank)
         return (r, float(self._impl.rank_decay), int(self._impl.min_rank)) if r > 0 else None
 
+    @property
+    def rank_decay(self) -> float:
+        """The schedule's factor per level, as built (kept by :meth:`from_parts`)."""
+        return float(self._impl.rank_decay)
+
     def parts(self) -> list[dict]:
         """Copies of every stored factor, node by node in heap order (for adapters)."""
         return self._impl.parts()
 
     def _as_float64(self):
-        f64 = np.dtype(np.float64)
         parts = [{key: _widen_part(value) for key, value in node.items()} for node in self._impl.parts()]
-        impl = self._impl
-        return HODLRMatrix(
-            _HODLR[f64].from_parts(
-                impl.rows, impl.cols, impl.levels, parts, impl.rank_decay, impl.leaf_size, impl.relative_error
-            )
+        return HODLRMatrix.from_parts(
+            parts, self.shape, self.levels, self.leaf_size, self.rank_decay, self.error
         )
+
+    @classmethod
+    def from_parts(cls, parts, shape, levels, leaf_size, rank_decay, error_estimate) -> HODLRMatrix:
+        """Rebuilds a matrix from factors laid out as :meth:`parts` returns them (for adapters).
+
+        The dtype is that of the factors; the other arguments are the
+        original's ``shape``, ``levels``, ``leaf_size``, ``rank_decay`` and
+        ``error_estimate``.
+        """
+        dtype = np.dtype(parts[-1]["D"].dtype) if len(parts) else None  # the last node is a leaf
+        if dtype not in _HODLR:
+            raise TypeError(f"parts must hold float32 or float64 factors, got {dtype}")
+        rows, cols = shape
+        return cls(_HODLR[dtype].from_parts(rows, cols, levels, parts, rank_decay, leaf_size, error_estimate))
 
 
 def _widen_part(value):
