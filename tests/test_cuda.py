@@ -400,3 +400,42 @@ def test_device_upload_over_4_gib():
         y = _to_host(dev @ torch.from_numpy(x).cuda())
         assert np.all(np.abs(y[rows].astype(np.float64) - ref) <= bound), path
         del dev
+
+
+# -- the torch adapter: HSSLinear on a CUDA input ----------------------------------------------
+def _compressed_layer():
+    torch = pytest.importorskip("torch")
+    from hsslin.torch import HSSLinear
+
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(N, M)
+    with torch.no_grad():
+        linear.weight.copy_(torch.from_numpy(_weights(np.float32)))
+    return torch, HSSLinear.from_linear(linear, "hodlr", rank=4, leaf_size=16)
+
+
+def test_layer_without_device_products_keeps_the_host_path():
+    torch, layer = _compressed_layer()
+    if hc.is_available():
+        pytest.skip("checks the no-device state; this machine has a device")
+    # No extension or no device: nothing is uploaded, and the answer is cached per operator.
+    assert layer._on_device(layer.operator, torch.device("cuda:0")) is None
+    assert layer._device_cache[("cuda:0", layer.operator.dtype)][0] is layer.operator
+    layer.to_trainable().to_inference()
+    assert layer._device_cache == {}
+
+
+@requires_gpu
+def test_layer_on_cuda_runs_the_device_kernels():
+    torch = _torch_cuda()
+    _, layer = _compressed_layer()
+    x = torch.randn(2, 7, N)
+    with torch.no_grad():
+        layer.cuda()
+        y = layer(x.cuda())
+    assert y.device.type == "cuda" and y.dtype == x.dtype
+    D = layer._device_cache[("cuda:0", layer.operator.dtype)][1]
+    assert isinstance(D, hc.DeviceOperator)
+    W = layer.operator.to_dense().astype(np.float64)
+    Y = _to_host(y - layer.bias).reshape(-1, M).T  # W x within the device product's rounding
+    assert_product_close(Y, W, x.reshape(-1, N).numpy().T, np.float32, "HSSLinear on CUDA")
