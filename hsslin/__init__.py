@@ -10,6 +10,7 @@ Compress a dense matrix into a hierarchical form and apply it fast:
 True
 """
 
+from . import cuda  # pure Python; the CUDA extension loads on first use
 from ._compress import METHODS, compress
 from ._hierarchical import HODLRMatrix, HSSMatrix
 from ._io import load
@@ -38,6 +39,7 @@ __all__ = [
     "set_num_threads",
     "get_num_threads",
     "simd_path",
+    "cuda",
 ]
 
 

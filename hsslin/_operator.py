@@ -30,6 +30,10 @@ import numpy as np
 
 from ._validation import as_float_matrix, as_matrix_operand, as_operand, as_vector_operand
 
+# Device kinds ``to`` can move an operator to: hsslin.cuda registers "cuda"
+# (imported by hsslin/__init__.py; it loads its extension only when used).
+DEVICE_BACKENDS: dict = {}
+
 
 class LinearOperatorMixin:
     """Products, transposes and scipy interoperability for a compressed matrix.
@@ -191,6 +195,24 @@ class LinearOperatorMixin:
         return self.T
 
     # -- conversions ----------------------------------------------------
+    def to(self, device):
+        """This operator on `device`: ``"cpu"`` (itself) or ``"cuda"``, ``"cuda:N"`` (see :mod:`hsslin.cuda`).
+
+        Examples
+        --------
+        >>> import numpy as np, hsslin
+        >>> L = hsslin.LowRankMatrix(np.ones((3, 1)), np.ones((2, 1)))
+        >>> L.to("cpu") is L
+        True
+        """
+        kind = str(device).partition(":")[0]
+        if kind == "cpu":
+            return self
+        backend = DEVICE_BACKENDS.get(kind)
+        if backend is None:
+            raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+        return backend(self, device)
+
     def to_dense(self) -> np.ndarray:
         """Return the represented matrix as a dense C-ordered array."""
         return self._dense(False)
