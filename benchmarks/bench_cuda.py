@@ -90,10 +90,10 @@ def power_law_weight(n: int, alpha: float = 0.6, seed: int = 0) -> np.ndarray:
 
 
 def torch_sparse_at(torch, W: np.ndarray, nbytes: int):
-    """torch CSR of W's largest entries that fit in nbytes (values 4 B, int64 indices 8 B each)."""
+    """Torch CSR of W's largest entries that fit in nbytes (values 4 B, int64 indices 8 B each)."""
     m = W.shape[0]
     nnz = max(1, (nbytes - 8 * (m + 1)) // 12)
-    S = hsslin.CSRMatrix.from_dense(W, sparsity=min(1.0, nnz / W.size) * 0.999999).to_scipy()
+    S = hsslin.CSRMatrix.from_dense(W, density=min(1.0, nnz / W.size) * 0.999999).to_scipy()
     return torch.sparse_csr_tensor(
         torch.from_numpy(S.indptr.astype(np.int64)),
         torch.from_numpy(S.indices.astype(np.int64)),

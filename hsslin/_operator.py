@@ -196,7 +196,7 @@ class LinearOperatorMixin:
 
     # -- conversions ----------------------------------------------------
     def to(self, device):
-        """This operator on `device`: ``"cpu"`` (itself) or ``"cuda"``, ``"cuda:N"`` (see :mod:`hsslin.cuda`).
+        """The operator on `device`: ``"cpu"`` (itself) or ``"cuda"``, ``"cuda:N"`` (see :mod:`hsslin.cuda`).
 
         Examples
         --------

@@ -352,15 +352,18 @@ class DeviceOperator:
     # -- properties ------------------------------------------------------------------------
     @property
     def shape(self) -> tuple[int, int]:
+        """(rows, columns) of the operator (of the transpose for a ``.T`` view)."""
         m, n = self._shape
         return (n, m) if self._transpose else (m, n)
 
     @property
     def dtype(self) -> np.dtype:
+        """float32 or float64, as the host operator's."""
         return self._dtype
 
     @property
     def device(self) -> str:
+        """``"cuda:N"``, where the factors live."""
         return f"cuda:{self._impl.device}"
 
     @property
@@ -374,8 +377,11 @@ class DeviceOperator:
         return DeviceOperator._view(self, not self._transpose)
 
     def to(self, device):
-        """``"cpu"``: the host operator this was uploaded from (its ``.T`` for a transposed view);
-        the same device: self; another device: a new upload."""
+        """The operator on `device`.
+
+        ``"cpu"``: the host operator this was uploaded from (its ``.T`` for a
+        transposed view); the same device: self; another device: a new upload.
+        """
         if str(device) == "cpu":
             return self._host.T if self._transpose else self._host
         if device_index(device) == self._impl.device:
@@ -383,6 +389,7 @@ class DeviceOperator:
         return DeviceOperator(self.to("cpu"), device, self._path)
 
     def __repr__(self) -> str:
+        """Shape, dtype, device and device bytes."""
         m, n = self.shape
         return f"<{m}x{n} DeviceOperator of dtype {self.dtype} on {self.device}, {self.nbytes} device bytes>"
 
@@ -413,9 +420,11 @@ class DeviceOperator:
         return y
 
     def __matmul__(self, x):
+        """``A @ x`` on the device (x: a torch tensor or CuPy array there)."""
         return self._product(x, self._transpose)
 
     def __rmatmul__(self, x):
+        """``x @ A`` on the device."""
         # x @ A == (A.T @ x.T).T
         lib, info = operand_info(x)
         if len(info.shape) == 2:

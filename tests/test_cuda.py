@@ -38,7 +38,7 @@ def _sparse_plus(hierarchy, perms):
         m, n = W.shape
         kw = dict(rank=4) if hierarchy == "hodlr" else dict(tol=1e-4)
         A = hsslin.SparsePlusHSS.from_dense(
-            W, sparsity=0.05, leaf_size=16, hierarchy=hierarchy, permutation=None, **kw
+            W, density=0.05, leaf_size=16, hierarchy=hierarchy, permutation=None, **kw
         )
         rng = np.random.default_rng(5)
         rp = rng.permutation(m) if perms in ("rows", "both") else None
@@ -54,13 +54,13 @@ FORMATS = {
     "hodlr": lambda W: hsslin.HODLRMatrix.from_dense(W, tol=1e-5, leaf_size=16),
     # A schedule whose ranks exceed what deep blocks can hold: those are kept dense.
     "hodlr-dense-blocks": lambda W: hsslin.HODLRMatrix.from_dense(W, rank=40, rank_decay=1.0, leaf_size=16),
-    "csr": lambda W: hsslin.CSRMatrix.from_dense(W, sparsity=0.2),
+    "csr": lambda W: hsslin.CSRMatrix.from_dense(W, density=0.2),
     "lowrank": lambda W: hsslin.LowRankMatrix.from_dense(W, rank=4),
-    "sparse+svd": lambda W: hsslin.SparsePlusLowRank.from_dense(W, sparsity=0.05, rank=3),
+    "sparse+svd": lambda W: hsslin.SparsePlusLowRank.from_dense(W, density=0.05, rank=3),
     **{f"sparse+{h}-{p}": _sparse_plus(h, p) for h in ("hodlr", "hss") for p in ("none", "rows", "both")},
-    "sparse+hodlr+rcm": lambda W: hsslin.SparsePlusHSS.from_dense(W, sparsity=0.05, rank=4, leaf_size=16),
+    "sparse+hodlr+rcm": lambda W: hsslin.SparsePlusHSS.from_dense(W, density=0.05, rank=4, leaf_size=16),
     "sparse+lowrank-H": lambda W: hsslin.SparsePlusHSS(
-        hsslin.CSRMatrix.from_dense(W, sparsity=0.05),
+        hsslin.CSRMatrix.from_dense(W, density=0.05),
         hsslin.LowRankMatrix.from_dense(W, rank=3),
         np.random.default_rng(2).permutation(W.shape[0]),
         None,
@@ -111,11 +111,11 @@ def test_layout_hierarchical_shapes(m, n, leaf, dtype, hss, seed):
 
 
 @given(
-    m=dims(90), n=dims(90), dtype=dtypes, sparsity=st.sampled_from([0.0, 0.03, 0.3]), seed=st.integers(0, 3)
+    m=dims(90), n=dims(90), dtype=dtypes, density=st.sampled_from([0.0, 0.03, 0.3]), seed=st.integers(0, 3)
 )
 def test_layout_sparse_plus_shapes(m, n, dtype, sparsity, seed):
     W = weight_like(m, n, dtype, seed)
-    A = hsslin.SparsePlusHSS.from_dense(W, sparsity=sparsity, rank=2, leaf_size=8, seed=seed)
+    A = hsslin.SparsePlusHSS.from_dense(W, density=sparsity, rank=2, leaf_size=8, seed=seed)
     _check_layout(A, np.random.default_rng(seed), columns=(None, 2))
 
 
@@ -157,9 +157,9 @@ def test_check_plan_finds_a_race():
 
 def test_pack_rejects_what_the_device_cannot_run():
     W = _weights(np.float64)
-    S = hsslin.CSRMatrix.from_dense(W, sparsity=0.1)
+    S = hsslin.CSRMatrix.from_dense(W, density=0.1)
     with pytest.raises(TypeError, match="CSRMatrix"):
-        layout.pack(hsslin.SparsePlusHSS(S, hsslin.CSRMatrix.from_dense(W, sparsity=0.2)))
+        layout.pack(hsslin.SparsePlusHSS(S, hsslin.CSRMatrix.from_dense(W, density=0.2)))
     with pytest.raises(TypeError, match="base operator"):
         layout.pack(S.T)
     with pytest.raises(TypeError):
