@@ -29,8 +29,8 @@ void sparse_plus_apply(const CSRMatrix<T>& S, const Hierarchical& H, const std::
   const Index in_rows = transpose ? S.rows() : S.cols();
   const Index out_rows = transpose ? S.cols() : S.rows();
   HSSLIN_CHECK(X.rows == in_rows, "x has ", X.rows, " rows, expected ", in_rows);
-  HSSLIN_CHECK(Y.rows == out_rows && Y.cols == X.cols, "y is ", Y.rows, "x", Y.cols,
-               ", expected ", out_rows, "x", X.cols);
+  HSSLIN_CHECK(Y.rows == out_rows && Y.cols == X.cols, "y is ", Y.rows, "x", Y.cols, ", expected ",
+               out_rows, "x", X.cols);
   if (row_perm) check_permutation(row_perm, S.rows(), "row_perm");
   if (col_perm) check_permutation(col_perm, S.cols(), "col_perm");
   const std::int32_t* gather = transpose ? row_perm : col_perm;
@@ -71,12 +71,12 @@ void sparse_plus_apply(const CSRMatrix<T>& S, const Hierarchical& H, const std::
   }
 }
 
-#define HSSLIN_INSTANTIATE(T)                                                        \
-  template void sparse_plus_apply(const CSRMatrix<T>&, const HODLRMatrix<T>&,                    \
-                                  const std::int32_t*, const std::int32_t*,                      \
-                                  const DenseView<const T>&, const DenseView<T>&, bool);         \
-  template void sparse_plus_apply(const CSRMatrix<T>&, const HSSMatrix<T>&, const std::int32_t*, \
-                                  const std::int32_t*, const DenseView<const T>&,                \
+#define HSSLIN_INSTANTIATE(T)                                                                      \
+  template void sparse_plus_apply(const CSRMatrix<T>&, const HODLRMatrix<T>&, const std::int32_t*, \
+                                  const std::int32_t*, const DenseView<const T>&,                  \
+                                  const DenseView<T>&, bool);                                      \
+  template void sparse_plus_apply(const CSRMatrix<T>&, const HSSMatrix<T>&, const std::int32_t*,   \
+                                  const std::int32_t*, const DenseView<const T>&,                  \
                                   const DenseView<T>&, bool);
 HSSLIN_INSTANTIATE(float)
 HSSLIN_INSTANTIATE(double)
