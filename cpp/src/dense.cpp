@@ -72,7 +72,7 @@ Matrix<T> gather(const ConstRowMap<T>& A, const std::vector<Index>& rows,
   return out;
 }
 
-#define HSSLIN_INSTANTIATE(T)                                                      \
+#define HSSLIN_INSTANTIATE(T)                                                           \
   template void sample_columns<T>(const ConstRowMap<T>&, const Matrix<T>&, Matrix<T>&); \
   template void sample_rows<T>(const ConstRowMap<T>&, const Matrix<T>&, Matrix<T>&);    \
   template bool is_symmetric<T>(const ConstRowMap<T>&);                                 \

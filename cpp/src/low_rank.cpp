@@ -136,7 +136,7 @@ LowRankBlock<T> low_rank_approximation(const ConstRowMap<T>& block, Index rank, 
   return tolerance_rank(block, abs_tol, max_rank, seed);
 }
 
-#define HSSLIN_INSTANTIATE(T)                                                            \
+#define HSSLIN_INSTANTIATE(T)                                                                     \
   template LowRankBlock<T> low_rank_approximation<T>(const ConstRowMap<T>&, Index, double, Index, \
                                                      int, std::uint64_t);
 HSSLIN_INSTANTIATE(float)

@@ -38,53 +38,52 @@ struct DenseView {
   bool row_major() const { return col_stride == 1 && (row_stride >= cols || rows <= 1); }
 };
 
-/// Calls f(Xm, Ym) with Eigen maps of X and Y in their own layouts
-/// (ConstRowMap or ConstColMap, RowMap or ColMap): the one place a product
-/// picks its four layout combinations.
+/// Calls f(Xm, Ym) with Eigen maps of X and Y: both row-major (ConstRowMap,
+/// RowMap) or both column-major (ConstColMap, ColMap). A result takes its
+/// operand's layout (see the bindings' make_result), so these two are the
+/// ones products meet, and compiling only them halves the products'
+/// instantiations. Y in the other layout is computed in X's and copied.
 template <class T, class F>
 void with_maps(const DenseView<const T>& X, const DenseView<T>& Y, F&& f) {
-#ifdef HSSLIN_MATCHED_ONLY
-  if (X.row_major()) {
-    const ConstRowMap<T> Xm(X.data, X.rows, X.cols, Eigen::OuterStride<>(std::max<Index>(X.row_stride, 1)));
-    RowMap<T> Ym(Y.data, Y.rows, Y.cols, Eigen::OuterStride<>(std::max<Index>(Y.row_stride, 1)));
-    f(Xm, Ym);
-  } else {
-    const ConstColMap<T> Xm(X.data, X.rows, X.cols, Eigen::OuterStride<>(std::max<Index>(X.col_stride, 1)));
-    ColMap<T> Ym(Y.data, Y.rows, Y.cols, Eigen::OuterStride<>(std::max<Index>(Y.col_stride, 1)));
-    f(Xm, Ym);
-  }
-  return;
-#endif
-  auto with_y = [&](const auto& Xm) {
-    if (Y.row_major()) {
-      RowMap<T> Ym(Y.data, Y.rows, Y.cols, Eigen::OuterStride<>(std::max<Index>(Y.row_stride, 1)));
-      f(Xm, Ym);
-    } else {
-      ColMap<T> Ym(Y.data, Y.rows, Y.cols, Eigen::OuterStride<>(std::max<Index>(Y.col_stride, 1)));
-      f(Xm, Ym);
-    }
-  };
+  const Index ldy = std::max<Index>(Y.row_major() ? Y.row_stride : Y.col_stride, 1);
   if (X.row_major()) {
     const ConstRowMap<T> Xm(X.data, X.rows, X.cols,
                             Eigen::OuterStride<>(std::max<Index>(X.row_stride, 1)));
-    with_y(Xm);
+    if (Y.row_major()) {
+      RowMap<T> Ym(Y.data, Y.rows, Y.cols, Eigen::OuterStride<>(ldy));
+      f(Xm, Ym);
+    } else {
+      RowMatrix<T> Z(Y.rows, Y.cols);
+      RowMap<T> Zm(Z.data(), Y.rows, Y.cols, Eigen::OuterStride<>(std::max<Index>(Y.cols, 1)));
+      f(Xm, Zm);
+      ColMap<T>(Y.data, Y.rows, Y.cols, Eigen::OuterStride<>(ldy)) = Z;
+    }
   } else {
     const ConstColMap<T> Xm(X.data, X.rows, X.cols,
                             Eigen::OuterStride<>(std::max<Index>(X.col_stride, 1)));
-    with_y(Xm);
+    if (!Y.row_major()) {
+      ColMap<T> Ym(Y.data, Y.rows, Y.cols, Eigen::OuterStride<>(ldy));
+      f(Xm, Ym);
+    } else {
+      Matrix<T> Z(Y.rows, Y.cols);
+      ColMap<T> Zm(Z.data(), Y.rows, Y.cols, Eigen::OuterStride<>(std::max<Index>(Y.rows, 1)));
+      f(Xm, Zm);
+      RowMap<T>(Y.data, Y.rows, Y.cols, Eigen::OuterStride<>(ldy)) = Z;
+    }
   }
 }
 
 /// Writes the m x n operator that `apply(x, y)` applies (y = op x) into
-/// `out`, row-major, by applying it to blocks of identity columns.
+/// `out`, row-major, by applying it to blocks of identity columns (row-major
+/// too, so both operands share a layout).
 template <class T, class Apply>
 void dense_by_columns(Index m, Index n, T* out, Apply&& apply) {
   constexpr Index kBlock = 256;
   for (Index c0 = 0; c0 < n; c0 += kBlock) {
     const Index b = std::min(kBlock, n - c0);
-    Matrix<T> E = Matrix<T>::Zero(n, b);
+    RowMatrix<T> E = RowMatrix<T>::Zero(n, b);
     for (Index j = 0; j < b; ++j) E(c0 + j, j) = T(1);
-    const DenseView<const T> x{E.data(), n, b, 1, n};
+    const DenseView<const T> x{E.data(), n, b, b, 1};
     const DenseView<T> y{out + c0, m, b, n, 1};
     apply(x, y);
   }
