@@ -124,10 +124,11 @@ class CSRMatrix(LinearOperatorMixin):
     shape : tuple of int
         ``(m, n)``; required.
     copy : bool, optional
-        Copy the arrays. By default data and indices that already have the
-        right dtype and layout are borrowed, not copied: writing to them
-        afterwards (in particular making an index invalid) is not checked
-        again.
+        Copy the arrays. By default data that already have the right dtype
+        and layout are borrowed, not copied (writing to them afterwards
+        changes the matrix); the column indices are copied unless another
+        CSRMatrix owns them, so that no later write can make an index
+        invalid.
 
     Examples
     --------
@@ -182,8 +183,9 @@ class CSRMatrix(LinearOperatorMixin):
     def from_scipy(cls, S):
         """Build from any ``scipy.sparse`` array or matrix.
 
-        CSR input with float32/float64 values and int32 indices is shared
-        without copying; other formats are converted with ``tocsr()``;
+        CSR input with float32/float64 values shares them without copying
+        (the column indices are copied: an index that scipy's arrays later
+        change cannot reach a product); other formats are converted with ``tocsr()``;
         int64 indices that fit are narrowed to int32; integer values become
         float64.
 
@@ -633,7 +635,9 @@ def reverse_cuthill_mckee(pattern, symmetric_mode=False):
         Only the positions of the stored (for dense input: nonzero) entries
         matter.
     symmetric_mode : bool, optional
-        Trust that a square pattern is symmetric and skip forming ``S + S.T``.
+        Skip forming ``S + S.T`` for a square pattern that is symmetric (one
+        pass over the entries checks it; a pattern that is not is ordered on
+        ``S + S.T`` as without this flag).
 
     Returns
     -------
