@@ -8,7 +8,6 @@ kept as int64 and converted on the way out (``rows + 1`` entries only).
 
 from __future__ import annotations
 
-import math
 import warnings
 
 import numpy as np
@@ -267,9 +266,19 @@ class CSRMatrix(LinearOperatorMixin, Persistent):
         return f"<CSRMatrix {m}x{n}, {self.nnz} stored {self.dtype.name} entries>"
 
     @staticmethod
-    def bytes_for(rows: int, nnz: int, itemsize: int) -> int:
-        """The :attr:`nbytes` of a CSR matrix with `rows` rows and `nnz` entries."""
-        return nnz * (itemsize + 4) + (rows + 1) * 8 + 24
+    def nbytes_for(rows: int, nnz: int, dtype) -> int:
+        """The :attr:`nbytes` of a `dtype` CSR matrix with `rows` rows and `nnz` entries.
+
+        Counted by the C++ core, by the rule :attr:`nbytes` uses.
+
+        Examples
+        --------
+        >>> import numpy as np, hsslin
+        >>> S = hsslin.CSRMatrix.from_dense(np.eye(5), sparsity=0.2)
+        >>> hsslin.CSRMatrix.nbytes_for(5, S.nnz, np.float64) == S.nbytes
+        True
+        """
+        return int(_IMPLS[np.dtype(dtype)].nbytes_for(rows, nnz))
 
     def _dense(self, transpose):
         return self._impl.to_dense(transpose)
@@ -449,15 +458,6 @@ def bandwidth(pattern, perm=None):
             raise ValueError(f"pattern has shape {(m, n)}; give perm as a (row_perm, col_perm) pair")
         row_perm = col_perm = _as_perm(perm, m, "perm")
     return int(_core.bandwidth(indptr, indices, (m, n), row_perm, col_perm))
-
-
-def _expected_top_count(rho, total):
-    """Python mirror of the C++ count rule (used by tests)."""
-    p = rho * total
-    nearest = round(p)
-    if abs(p - nearest) <= 8 * np.finfo(np.float64).eps * p:
-        return min(int(nearest), total)
-    return min(math.ceil(p), total)
 
 
 register_core(Kind.CSR, CSRMatrix, _IMPLS)
