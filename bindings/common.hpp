@@ -8,6 +8,7 @@
 #include <string>
 
 #include "hsslin/dense.hpp"
+#include "register.hpp"
 
 namespace hsslin::bindings {
 namespace py = pybind11;
@@ -124,9 +125,5 @@ Matrix<T> from_numpy(const py::array& a, const char* name) {
     for (Index j = 0; j < M.cols(); ++j) M(i, j) = r(i, j);
   return M;
 }
-
-void register_hierarchical(py::module_& m);
-void register_sparse(py::module_& m);
-void register_sparse_plus(py::module_& m);
 
 }  // namespace hsslin::bindings

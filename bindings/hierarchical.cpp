@@ -172,9 +172,13 @@ void register_hodlr(py::module_& m, const char* name) {
           [](const py::array& A, double tol, Index rank, double rank_decay, Index min_rank,
              Index max_rank, Index leaf_size, Index power_iterations, std::uint64_t seed) {
             const ConstRowMap<T> map = as_row_map<T>(A, "A");
+            // 0 means "not given"; any other value goes to its setter's check.
+            if (tol == 0.0 && rank == 0)
+              throw py::value_error(
+                  "HODLR compression needs a rank schedule (rank) or a tolerance (tol)");
             HODLROptions o;
-            if (tol > 0) o.set_tol(tol);
-            if (rank > 0) o.set_rank(rank);
+            if (tol != 0.0) o.set_tol(tol);
+            if (rank != 0) o.set_rank(rank);
             o.set_rank_decay(rank_decay).set_min_rank(min_rank).set_max_rank(max_rank);
             o.set_leaf_size(leaf_size).set_power_iterations(power_iterations).set_seed(seed);
             py::gil_scoped_release release;

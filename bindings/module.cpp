@@ -2,11 +2,9 @@
 // CMakeLists.txt). Each concept registers itself from its own file.
 #include <pybind11/pybind11.h>
 
-#include <string_view>
+#include <string>
 
-#include "common.hpp"
-#include "hsslin/io.hpp"
-#include "hsslin/parallel.hpp"
+#include "register.hpp"
 
 #define HSSLIN_STRINGIFY_(x) #x
 #define HSSLIN_STRINGIFY(x) HSSLIN_STRINGIFY_(x)
@@ -18,16 +16,7 @@ HSSLIN_DEFINE_MODULE(HSSLIN_MODULE_NAME, m) {
   m.doc() = "hsslin C++ core (private; import hsslin instead)";
   m.attr("simd") =
       std::string(HSSLIN_STRINGIFY(HSSLIN_MODULE_NAME)) == "_core_avx2" ? "avx2" : "generic";
-  m.def("get_num_threads", &hsslin::get_num_threads);
-  m.def("set_num_threads", &hsslin::set_num_threads, py::arg("n"));
-  m.def("max_num_threads", &hsslin::max_num_threads);
-  m.def(
-      "checksum",
-      [](const py::bytes& payload) {
-        const std::string_view bytes = payload;
-        return hsslin::fnv1a(bytes.data(), bytes.size());
-      },
-      py::arg("payload"), "the container's checksum of a payload (the bytes after the header)");
+  hsslin::bindings::register_runtime(m);
   hsslin::bindings::register_hierarchical(m);
   hsslin::bindings::register_sparse(m);
   hsslin::bindings::register_sparse_plus(m);
