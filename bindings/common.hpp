@@ -7,7 +7,8 @@
 
 #include <string>
 
-#include "hsslin/kernels.hpp"
+#include "hsslin/dense.hpp"
+#include "register.hpp"
 
 namespace hsslin::bindings {
 namespace py = pybind11;
@@ -17,11 +18,24 @@ const char* dtype_name() {
   return sizeof(T) == 4 ? "float32" : "float64";
 }
 
+/// The last line of defence against misaligned memory: a numpy array can
+/// start at any byte (a view into a byte buffer), and the kernels load its
+/// elements as T, which must sit on sizeof(T) boundaries. Python copies such
+/// arrays before they get here; anything that slips through is refused.
+inline void require_aligned(const py::array& a, const char* name) {
+  if (!(a.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_))
+    throw py::value_error(std::string(name) +
+                          " is not aligned to its dtype's size; copy it first "
+                          "(np.require(" +
+                          name + ", requirements='CA'))");
+}
+
 template <class T>
 void require_dtype(const py::array& a, const char* name) {
   if (!a.dtype().is(py::dtype::of<T>()))
     throw py::type_error(std::string(name) + " must have dtype " + dtype_name<T>() + ", got " +
                          std::string(py::str(a.dtype())));
+  require_aligned(a, name);
 }
 
 /// Row-major read-only view of a C-contiguous 2-D array.
@@ -111,9 +125,5 @@ Matrix<T> from_numpy(const py::array& a, const char* name) {
     for (Index j = 0; j < M.cols(); ++j) M(i, j) = r(i, j);
   return M;
 }
-
-void register_hierarchical(py::module_& m);
-void register_sparse(py::module_& m);
-void register_sparse_plus(py::module_& m);
 
 }  // namespace hsslin::bindings

@@ -1,12 +1,25 @@
 // Bindings of HSSMatrix and HODLRMatrix for float and double.
 #include <pybind11/stl.h>
 
+#include <tuple>
+#include <type_traits>
+#include <vector>
+
 #include "common.hpp"
 #include "hsslin/hodlr.hpp"
 #include "hsslin/hss.hpp"
 
 namespace hsslin::bindings {
 namespace {
+
+/// Shapes a size query accepts: a tree has up to four nodes per row or
+/// column, so a larger shape would allocate for a matrix nobody can hold.
+void check_query_shape(Index rows, Index cols) {
+  constexpr Index kMax = Index(1) << 31;
+  if (rows < 1 || cols < 1 || rows > kMax || cols > kMax)
+    throw py::value_error("rows and cols must be in [1, 2**31], got " + std::to_string(rows) + "x" +
+                          std::to_string(cols));
+}
 
 template <class H, class T>
 py::array apply_operator(const H& self, const py::array& x, bool transpose) {
@@ -40,20 +53,20 @@ py::array dense_of(const H& self, bool transpose) {
 template <class T>
 void register_hss(py::module_& m, const char* name) {
   using H = HSSMatrix<T>;
-  py::class_<H>(m, name, py::module_local())
-      .def_static(
-          "compress",
-          [](const py::array& A, double tol, Index max_rank, Index leaf_size, Index oversampling,
-             Index initial_samples, std::uint64_t seed) {
-            const ConstRowMap<T> map = as_row_map<T>(A, "A");
-            HSSOptions o;
-            o.set_tol(tol).set_max_rank(max_rank).set_leaf_size(leaf_size);
-            o.set_oversampling(oversampling).set_initial_samples(initial_samples).set_seed(seed);
-            py::gil_scoped_release release;
-            return H::compress(map, o);
-          },
-          py::arg("A"), py::arg("tol"), py::arg("max_rank"), py::arg("leaf_size"),
-          py::arg("oversampling"), py::arg("initial_samples"), py::arg("seed"))
+  py::class_<H> cls(m, name, py::module_local());
+  cls.def_static(
+         "compress",
+         [](const py::array& A, double tol, Index max_rank, Index leaf_size, Index oversampling,
+            Index initial_samples, std::uint64_t seed) {
+           const ConstRowMap<T> map = as_row_map<T>(A, "A");
+           HSSOptions o;
+           o.set_tol(tol).set_max_rank(max_rank).set_leaf_size(leaf_size);
+           o.set_oversampling(oversampling).set_initial_samples(initial_samples).set_seed(seed);
+           py::gil_scoped_release release;
+           return H::compress(map, o);
+         },
+         py::arg("A"), py::arg("tol"), py::arg("max_rank"), py::arg("leaf_size"),
+         py::arg("oversampling"), py::arg("initial_samples"), py::arg("seed"))
       .def("apply", &apply_operator<H, T>, py::arg("x"), py::arg("transpose"))
       .def("to_dense", &dense_of<H, T>, py::arg("transpose"))
       .def_property_readonly("rows", &H::rows)
@@ -127,6 +140,14 @@ void register_hss(py::module_& m, const char* name) {
              return nodes;
            })
       .def("copy", [](const H& h) { return H(h); });
+  if constexpr (std::is_same_v<T, float>)
+    cls.def(
+        "to_float64",
+        [](const H& h) {
+          py::gil_scoped_release release;
+          return h.template cast<double>();
+        },
+        "the same matrix in float64 (every stored value converted exactly)");
 }
 
 template <class T>
@@ -164,11 +185,15 @@ void register_hodlr(py::module_& m, const char* name) {
       .def_static(
           "compress",
           [](const py::array& A, double tol, Index rank, double rank_decay, Index min_rank,
-             Index max_rank, Index leaf_size, int power_iterations, std::uint64_t seed) {
+             Index max_rank, Index leaf_size, Index power_iterations, std::uint64_t seed) {
             const ConstRowMap<T> map = as_row_map<T>(A, "A");
+            // 0 means "not given"; any other value goes to its setter's check.
+            if (tol == 0.0 && rank == 0)
+              throw py::value_error(
+                  "HODLR compression needs a rank schedule (rank) or a tolerance (tol)");
             HODLROptions o;
-            if (tol > 0) o.set_tol(tol);
-            if (rank > 0) o.set_rank(rank);
+            if (tol != 0.0) o.set_tol(tol);
+            if (rank != 0) o.set_rank(rank);
             o.set_rank_decay(rank_decay).set_min_rank(min_rank).set_max_rank(max_rank);
             o.set_leaf_size(leaf_size).set_power_iterations(power_iterations).set_seed(seed);
             py::gil_scoped_release release;
@@ -176,6 +201,20 @@ void register_hodlr(py::module_& m, const char* name) {
           },
           py::arg("A"), py::arg("tol"), py::arg("rank"), py::arg("rank_decay"), py::arg("min_rank"),
           py::arg("max_rank"), py::arg("leaf_size"), py::arg("power_iterations"), py::arg("seed"))
+      .def_static(
+          "nbytes_for",
+          [](Index rows, Index cols, Index leaf_size, Index rank, double rank_decay,
+             Index min_rank) {
+            check_query_shape(rows, cols);
+            HODLROptions o;
+            o.set_rank(rank).set_rank_decay(rank_decay).set_min_rank(min_rank);
+            o.set_leaf_size(leaf_size);
+            const ClusterTree tree(rows, cols, o.leaf_size());
+            return hodlr_nbytes(tree, hodlr_schedule_ranks(tree, o), Index(sizeof(T)));
+          },
+          py::arg("rows"), py::arg("cols"), py::arg("leaf_size"), py::arg("rank"),
+          py::arg("rank_decay"), py::arg("min_rank"),
+          "nbytes of compress(A, rank schedule) for any rows x cols A")
       .def("apply", &apply_operator<H, T>, py::arg("x"), py::arg("transpose"))
       .def("to_dense", &dense_of<H, T>, py::arg("transpose"))
       .def_property_readonly("rows", &H::rows)
@@ -264,6 +303,22 @@ void register_hodlr(py::module_& m, const char* name) {
 }  // namespace
 
 void register_hierarchical(py::module_& m) {
+  m.def(
+      "cluster_tree",
+      [](Index rows, Index cols, Index leaf_size) {
+        check_query_shape(rows, cols);
+        const ClusterTree tree(rows, cols, leaf_size);
+        std::vector<std::tuple<Index, Index, Index, Index>> ranges;
+        ranges.reserve(size_t(tree.size()));
+        for (Index i = 0; i < tree.size(); ++i) {
+          const ClusterNode& c = tree.node(i);
+          ranges.emplace_back(c.row_begin, c.row_end, c.col_begin, c.col_end);
+        }
+        return py::make_tuple(tree.levels(), ranges);
+      },
+      py::arg("rows"), py::arg("cols"), py::arg("leaf_size"),
+      "(levels, [(row_begin, row_end, col_begin, col_end) per node in heap order]) of the "
+      "cluster tree HSS and HODLR matrices of this shape and leaf size are built on");
   register_hss<float>(m, "HSSMatrix32");
   register_hss<double>(m, "HSSMatrix64");
   register_hodlr<float>(m, "HODLRMatrix32");

@@ -2,8 +2,9 @@
 // CMakeLists.txt). Each concept registers itself from its own file.
 #include <pybind11/pybind11.h>
 
-#include "common.hpp"
-#include "hsslin/parallel.hpp"
+#include <string>
+
+#include "register.hpp"
 
 #define HSSLIN_STRINGIFY_(x) #x
 #define HSSLIN_STRINGIFY(x) HSSLIN_STRINGIFY_(x)
@@ -15,8 +16,7 @@ HSSLIN_DEFINE_MODULE(HSSLIN_MODULE_NAME, m) {
   m.doc() = "hsslin C++ core (private; import hsslin instead)";
   m.attr("simd") =
       std::string(HSSLIN_STRINGIFY(HSSLIN_MODULE_NAME)) == "_core_avx2" ? "avx2" : "generic";
-  m.def("get_num_threads", &hsslin::get_num_threads);
-  m.def("set_num_threads", &hsslin::set_num_threads, py::arg("n"));
+  hsslin::bindings::register_runtime(m);
   hsslin::bindings::register_hierarchical(m);
   hsslin::bindings::register_sparse(m);
   hsslin::bindings::register_sparse_plus(m);

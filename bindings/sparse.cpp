@@ -1,7 +1,8 @@
 // Bindings of CSRMatrix (float and double), reverse Cuthill-McKee, bandwidth
 // and top-magnitude extraction. The CSR arrays are shared with numpy in both
-// directions: a matrix built from numpy arrays borrows their buffers (the
-// C++ object holds references to them), and the data/indices/indptr
+// directions: a matrix built from numpy arrays borrows the values' buffer (the
+// C++ object holds a reference to it; indices are copied unless an hsslin
+// matrix owns them, see csr_from_arrays), and the data/indices/indptr
 // properties are read-only views whose base is the matrix object.
 #include <pybind11/stl.h>
 
@@ -24,11 +25,13 @@ void require_vector(const py::array& a, const char* name, const char* dtype) {
   if (a.ndim() != 1) throw py::value_error(std::string(name) + " must be 1-D");
   if (!(a.flags() & py::array::c_style))
     throw py::value_error(std::string(name) + " must be contiguous");
+  require_aligned(a, name);
 }
 
 /// Row pointers as int64, from an int32 or int64 1-D array.
 std::vector<std::int64_t> indptr_from(const py::array& a) {
   if (a.ndim() != 1) throw py::value_error("indptr must be 1-D");
+  require_aligned(a, "indptr");
   if (a.dtype().is(py::dtype::of<std::int64_t>())) {
     auto r = a.unchecked<std::int64_t, 1>();
     std::vector<std::int64_t> out(size_t(r.shape(0)));
@@ -45,14 +48,32 @@ std::vector<std::int64_t> indptr_from(const py::array& a) {
                        std::string(py::str(a.dtype())));
 }
 
-/// Keeps Python objects alive from C++; released with the GIL held.
-std::shared_ptr<const void> keep_alive(py::object a, py::object b) {
-  using Pair = std::pair<py::object, py::object>;
-  auto* held = new Pair(std::move(a), std::move(b));
-  return std::shared_ptr<const void>(held, [](const void* p) {
+/// What a CSR matrix built from numpy arrays holds on to: the values array
+/// (borrowed), and the column indices, borrowed or copied (see csr_from_arrays).
+/// Released with the GIL held.
+struct HeldArrays {
+  py::object values, indices;
+  std::vector<std::int32_t> indices_copy;
+};
+
+std::shared_ptr<HeldArrays> hold(py::object values) {
+  auto* held = new HeldArrays{std::move(values), py::none(), {}};
+  return std::shared_ptr<HeldArrays>(held, [](HeldArrays* p) {
     py::gil_scoped_acquire gil;
-    delete static_cast<const Pair*>(p);
+    delete p;
   });
+}
+
+/// True when the array's memory belongs to an hsslin CSR matrix (the end of
+/// its chain of bases): memory nobody can write, so it is safe to share.
+bool owned_by_csr(const py::array& a) {
+  py::object base = a;
+  while (py::isinstance<py::array>(base)) {
+    py::object next = base.attr("base");
+    if (next.is_none()) return false;
+    base = next;
+  }
+  return py::isinstance<CSRMatrix<float>>(base) || py::isinstance<CSRMatrix<double>>(base);
 }
 
 /// Read-only 1-D view of C++ memory owned by `owner`.
@@ -82,11 +103,23 @@ CSRMatrix<T> csr_from_arrays(const py::array& data, const py::array& indices,
   if (ptr.back() != indices.shape(0))
     throw py::value_error("indptr[-1] = " + std::to_string(ptr.back()) + " but indices has " +
                           std::to_string(indices.shape(0)) + " entries");
+  // The values are borrowed (zero copy: writing them changes the matrix, and
+  // cannot make a product misbehave). The column indices are copied unless
+  // they already belong to an hsslin CSR matrix: the caller may write to an
+  // array it lent us (scipy's in-place methods do), and one index written
+  // out of range afterwards would make the next product read outside x.
   const T* values = static_cast<const T*>(data.data());
   const auto* idx = static_cast<const std::int32_t*>(indices.data());
-  auto owner = keep_alive(data, indices);
+  const Index nnz = indices.shape(0);
+  auto held = hold(data);
+  if (owned_by_csr(indices)) {
+    held->indices = indices;
+  } else {
+    held->indices_copy.assign(idx, idx + nnz);
+    idx = held->indices_copy.data();
+  }
   py::gil_scoped_release release;
-  return CSRMatrix<T>::borrow(rows, cols, values, idx, std::move(ptr), std::move(owner));
+  return CSRMatrix<T>::borrow(rows, cols, values, idx, std::move(ptr), std::move(held));
 }
 
 template <class T>
@@ -128,6 +161,8 @@ void register_csr(py::module_& m, const char* name) {
       .def_property_readonly("cols", &S::cols)
       .def_property_readonly("nnz", &S::nnz)
       .def_property_readonly("nbytes", &S::nbytes)
+      .def_static("nbytes_for", &S::nbytes_for, py::arg("rows"), py::arg("nnz"),
+                  "nbytes of a CSR matrix with `rows` rows and `nnz` stored entries")
       .def_property_readonly("data",
                              [](py::object self) {
                                const S& s = self.cast<const S&>();

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from ._hierarchical import HODLRMatrix, HSSMatrix
 from ._lowrank import LowRankMatrix, SparsePlusLowRank
 from ._sparse import CSRMatrix
 from ._sparse_plus import PERMUTATION_DTYPE, SparsePlusHSS
-from ._tree import hodlr_nbytes
 from ._validation import as_float_matrix, check_density, check_int, check_rank_decay
 
 METHODS = (
@@ -24,8 +25,16 @@ METHODS = (
 _SPLITS = (0.25, 0.5, 0.75)  # shares of the budget tried for the sparse part
 
 
+def _float_dtype(itemsize: int) -> np.dtype:
+    return np.dtype(np.float32 if itemsize == 4 else np.float64)
+
+
 def _csr_nbytes(m: int, nnz: int, itemsize: int) -> int:
-    return CSRMatrix.bytes_for(m, nnz, itemsize)
+    return CSRMatrix.nbytes_for(m, nnz, _float_dtype(itemsize))
+
+
+def hodlr_nbytes(m, n, leaf_size, rank, rank_decay, min_rank, itemsize) -> int:
+    return HODLRMatrix.nbytes_for((m, n), _float_dtype(itemsize), rank, rank_decay, min_rank, leaf_size)
 
 
 def _max_nnz(m: int, n: int, budget: int, itemsize: int) -> int:

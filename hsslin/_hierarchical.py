@@ -251,18 +251,9 @@ class HSSMatrix(_Hierarchical):
         return (D.T if transpose else D) @ x
 
     def _as_float64(self):
-        D = self._dense_view()
-        if D is not None:  # one dense block, stored as it is: widening it is exact
-            return HSSMatrix.from_dense(D.astype(np.float64), leaf_size=max(self.shape))
-        # A tree needs a float64 copy of the C++ object (HSSMatrix<float> ->
-        # HSSMatrix<double>), which the core does not offer yet. Rounding x to
-        # float32, or splitting it into two float32 parts, gives float32 accuracy
-        # (benchmarks/bench_promotion.py), so neither is offered in its place.
-        raise TypeError(
-            "this float32 HSSMatrix cannot yet apply float64 (or int64, complex128) operands "
-            "in float64: convert the operand with .astype(np.float32), or build the "
-            "HSSMatrix from float64 data"
-        )
+        # The same tree, factors, options and estimates, every value widened
+        # exactly (HSSMatrix<float>::cast<double> in C++).
+        return HSSMatrix(self._impl.to_float64())
 
 
 class HODLRMatrix(_Hierarchical):
@@ -398,6 +389,30 @@ class HODLRMatrix(_Hierarchical):
         return HODLRMatrix.from_parts(
             parts, self.shape, self.levels, self.leaf_size, self.rank_decay, self.error
         )
+
+    @staticmethod
+    def nbytes_for(shape, dtype, rank, rank_decay, min_rank, leaf_size) -> int:
+        """The :attr:`nbytes` of ``from_dense(A, rank=rank, ...)`` for any `shape` `dtype` A.
+
+        Counted by the C++ core from the cluster tree and the rank schedule
+        (each block's rank kept to what the block allows, and a block whose
+        factors would cost more than its entries counted dense), the rule
+        :attr:`nbytes` uses.
+
+        Examples
+        --------
+        >>> import numpy as np, hsslin
+        >>> A = np.random.default_rng(0).standard_normal((300, 200))
+        >>> H = hsslin.HODLRMatrix.from_dense(A, rank=8, leaf_size=32)
+        >>> hsslin.HODLRMatrix.nbytes_for(A.shape, A.dtype, 8, H.rank_decay, 1, 32) == H.nbytes
+        True
+        """
+        rows, cols = shape
+        rank = check_int(rank, "rank", 1)
+        rank_decay = check_rank_decay(rank_decay)
+        min_rank = check_int(min_rank, "min_rank", 1)
+        leaf_size = check_int(leaf_size, "leaf_size", 1)
+        return int(_HODLR[np.dtype(dtype)].nbytes_for(rows, cols, leaf_size, rank, rank_decay, min_rank))
 
     @classmethod
     def from_parts(cls, parts, shape, levels, leaf_size, rank_decay, error_estimate) -> HODLRMatrix:

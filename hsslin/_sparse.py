@@ -8,7 +8,6 @@ kept as int64 and converted on the way out (``rows + 1`` entries only).
 
 from __future__ import annotations
 
-import math
 import warnings
 
 import numpy as np
@@ -84,10 +83,11 @@ class CSRMatrix(LinearOperatorMixin, Persistent):
     shape : tuple of int
         ``(m, n)``; required.
     copy : bool, optional
-        Copy the arrays. By default data and indices that already have the
-        right dtype and layout are borrowed, not copied: writing to them
-        afterwards (in particular making an index invalid) is not checked
-        again.
+        Copy the arrays. By default data that already have the right dtype
+        and layout are borrowed, not copied (writing to them afterwards
+        changes the matrix); the column indices are copied unless another
+        CSRMatrix owns them, so that no later write can make an index
+        invalid.
 
     Examples
     --------
@@ -142,8 +142,9 @@ class CSRMatrix(LinearOperatorMixin, Persistent):
     def from_scipy(cls, S):
         """Build from any ``scipy.sparse`` array or matrix.
 
-        CSR input with float32/float64 values and int32 indices is shared
-        without copying; other formats are converted with ``tocsr()``;
+        CSR input with float32/float64 values shares them without copying
+        (the column indices are copied: an index that scipy's arrays later
+        change cannot reach a product); other formats are converted with ``tocsr()``;
         int64 indices that fit are narrowed to int32; integer values become
         float64.
 
@@ -266,9 +267,19 @@ class CSRMatrix(LinearOperatorMixin, Persistent):
         return f"<CSRMatrix {m}x{n}, {self.nnz} stored {self.dtype.name} entries>"
 
     @staticmethod
-    def bytes_for(rows: int, nnz: int, itemsize: int) -> int:
-        """The :attr:`nbytes` of a CSR matrix with `rows` rows and `nnz` entries."""
-        return nnz * (itemsize + 4) + (rows + 1) * 8 + 24
+    def nbytes_for(rows: int, nnz: int, dtype) -> int:
+        """The :attr:`nbytes` of a `dtype` CSR matrix with `rows` rows and `nnz` entries.
+
+        Counted by the C++ core, by the rule :attr:`nbytes` uses.
+
+        Examples
+        --------
+        >>> import numpy as np, hsslin
+        >>> S = hsslin.CSRMatrix.from_dense(np.eye(5), sparsity=0.2)
+        >>> hsslin.CSRMatrix.nbytes_for(5, S.nnz, np.float64) == S.nbytes
+        True
+        """
+        return int(_IMPLS[np.dtype(dtype)].nbytes_for(rows, nnz))
 
     def _dense(self, transpose):
         return self._impl.to_dense(transpose)
@@ -374,7 +385,9 @@ def reverse_cuthill_mckee(pattern, symmetric_mode=False):
         Only the positions of the stored (for dense input: nonzero) entries
         matter.
     symmetric_mode : bool, optional
-        Trust that a square pattern is symmetric and skip forming ``S + S.T``.
+        Skip forming ``S + S.T`` for a square pattern that is symmetric (one
+        pass over the entries checks it; a pattern that is not is ordered on
+        ``S + S.T`` as without this flag).
 
     Returns
     -------
@@ -446,15 +459,6 @@ def bandwidth(pattern, perm=None):
             raise ValueError(f"pattern has shape {(m, n)}; give perm as a (row_perm, col_perm) pair")
         row_perm = col_perm = _as_perm(perm, m, "perm")
     return int(_core.bandwidth(indptr, indices, (m, n), row_perm, col_perm))
-
-
-def _expected_top_count(rho, total):
-    """Python mirror of the C++ count rule (used by tests)."""
-    p = rho * total
-    nearest = round(p)
-    if abs(p - nearest) <= 8 * np.finfo(np.float64).eps * p:
-        return min(int(nearest), total)
-    return min(math.ceil(p), total)
 
 
 register_core(Kind.CSR, CSRMatrix, _IMPLS)

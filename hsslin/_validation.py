@@ -151,6 +151,8 @@ def check_int(value, name: str, minimum: int, allow_none: bool = False):
     value = int(value)
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    if value >= 2**63:  # the core's integers are 64-bit; it bounds each option further
+        raise ValueError(f"{name} must be below 2**63, got {value}")
     return value
 
 

@@ -294,11 +294,6 @@ def test_14_result_dtype_follows_numpy():
         assert (A @ x).dtype == np.result_type(np.float32, x.dtype) == (D.astype(np.float32) @ x).dtype
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="a float32 HSSMatrix with a tree needs a float64 copy of its C++ object (core: HSSMatrix cast)",
-)
 def test_14_hss_tree_float64_operand():
     K = make_matrix("cauchy", 100, 77, np.float32)
     H = hsslin.HSSMatrix.from_dense(K, tol=1e-5, leaf_size=16)

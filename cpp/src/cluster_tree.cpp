@@ -4,27 +4,42 @@
 
 namespace hsslin {
 
-ClusterTree::ClusterTree(Index rows, Index cols, Index leaf_size) : rows_(rows), cols_(cols) {
+namespace {
+constexpr int kMaxLevels = 40;  // matrix sides are below 2^40
+}
+
+ClusterTree::ClusterTree(Index rows, Index cols, Index leaf_size)
+    : rows_(rows), cols_(cols), levels_(depth(rows, cols, leaf_size)) {
+  build();
+}
+
+int ClusterTree::depth(Index rows, Index cols, Index leaf_size) {
   HSSLIN_CHECK(rows >= 0 && cols >= 0, "matrix dimensions must be non-negative, got ", rows, "x",
                cols);
   HSSLIN_CHECK(leaf_size >= 1, "leaf_size must be >= 1, got ", leaf_size);
   // Ceil-halving: after l splits the largest range holds ceil(size / 2^l).
   Index largest = std::max(rows, cols);
-  levels_ = 0;
-  while (largest > leaf_size && levels_ < 40) {
+  int levels = 0;
+  while (largest > leaf_size && levels < kMaxLevels) {
     largest = (largest + 1) / 2;
-    ++levels_;
+    ++levels;
   }
-  build();
+  return levels;
 }
 
-ClusterTree ClusterTree::with_levels(Index rows, Index cols, int levels) {
-  HSSLIN_CHECK(rows >= 0 && cols >= 0 && levels >= 0 && levels <= 40,
-               "invalid cluster tree: ", rows, "x", cols, " with ", levels, " levels");
+Index ClusterTree::node_count(Index rows, Index cols, Index levels) {
+  HSSLIN_CHECK(rows >= 0 && cols >= 0 && levels >= 0 && levels <= depth(rows, cols, 1),
+               "invalid cluster tree: ", rows, "x", cols, " with ", levels, " levels (at most ",
+               depth(std::max<Index>(rows, 0), std::max<Index>(cols, 0), 1), " fit that shape)");
+  return level_end(int(levels));
+}
+
+ClusterTree ClusterTree::with_levels(Index rows, Index cols, Index levels) {
+  node_count(rows, cols, levels);
   ClusterTree tree;
   tree.rows_ = rows;
   tree.cols_ = cols;
-  tree.levels_ = levels;
+  tree.levels_ = int(levels);
   tree.build();
   return tree;
 }

@@ -13,10 +13,6 @@
 namespace hsslin {
 namespace {
 
-// Multiply-adds below which a product runs serially: waking the worker
-// threads costs tens of microseconds, about what 2e5 multiply-adds take on
-// one core, so smaller products are faster without them.
-constexpr double kParallelWork = 2e5;
 // Right-hand sides accumulated together in SpMM (held in registers).
 constexpr Index kBlock = 16;
 // Cap on the per-thread scatter buffers of transposed products (entries).
@@ -255,7 +251,7 @@ std::vector<Index> CSRMatrix<T>::product_chunks(Index k) const {
 template <class T>
 Index CSRMatrix<T>::chunk_count(Index k) const {
   const int threads = get_num_threads();
-  if (threads <= 1 || double(nnz_ + rows_) * double(k) < kParallelWork) return 1;
+  if (threads <= 1 || !worth_threading(double(nnz_ + rows_) * double(k))) return 1;
   return threads;
 }
 
@@ -397,9 +393,11 @@ void CSRMatrix<T>::to_dense(T* out, bool transpose) const {
 }
 
 template <class T>
-Index CSRMatrix<T>::nbytes() const {
+Index CSRMatrix<T>::nbytes_for(Index rows, Index nnz) {
+  HSSLIN_CHECK(rows >= 0 && nnz >= 0 && rows < (Index(1) << 40) && nnz < (Index(1) << 40),
+               "nbytes_for: ", rows, " rows with ", nnz, " entries");
   // Header: rows, cols, nnz (one 8-byte word each).
-  return nnz_ * Index(sizeof(T) + sizeof(StorageIndex)) + (rows_ + 1) * Index(sizeof(Offset)) +
+  return nnz * Index(sizeof(T) + sizeof(StorageIndex)) + (rows + 1) * Index(sizeof(Offset)) +
          3 * Index(sizeof(std::int64_t));
 }
 

@@ -11,7 +11,6 @@
 namespace hsslin {
 namespace {
 constexpr Index kChunkRows = 256;
-constexpr double kParallelEntries = 1 << 18;  // see hss_apply.cpp
 
 template <class T>
 using Vector = Eigen::Matrix<T, Eigen::Dynamic, 1>;
@@ -174,7 +173,11 @@ void HODLRMatrix<T>::apply_impl(const XMap& X, YMap& Y, const ProductHooks* hook
   auto t_of = [&](Index b, Index r) {
     return RowMap<T>(tws.data() + toff[size_t(b)] * k, r, k, Eigen::OuterStride<>(k));
   };
-  const bool parallel = double(nbytes()) / sizeof(T) * double(k) > kParallelEntries;
+  Index stored = 0;  // values the product reads
+  for (const RowPanels<T>& D : leaves_) stored += D.data.size();
+  for (const StoredBlock& b : blocks_)
+    stored += b.dense.data.size() + b.U.data.size() + b.Vt.data.size();
+  const bool parallel = worth_threading(double(stored) * double(k));
 
   // Sweep 1: t_b = V_b^T x (the transpose: U_b^T x, U_b's panels taken leaf by leaf).
   parallel_for_hooked(
@@ -295,68 +298,22 @@ void HODLRMatrix<T>::apply(const DenseView<const T>& X, const DenseView<T>& Y, b
     if (hooks && hooks->rows_done) hooks->rows_done(0, Y.rows);
     return;
   }
-  auto run = [&](const auto& Xm, auto& Ym) {
+  with_maps(X, Y, [&](const auto& Xm, auto& Ym) {
     if (transpose)
       apply_impl<true>(Xm, Ym, hooks);
     else
       apply_impl<false>(Xm, Ym, hooks);
-  };
-  auto with_y = [&](const auto& Xm) {
-    if (Y.row_major()) {
-      RowMap<T> Ym(Y.data, Y.rows, Y.cols, Eigen::OuterStride<>(std::max<Index>(Y.row_stride, 1)));
-      run(Xm, Ym);
-    } else {
-      ColMap<T> Ym(Y.data, Y.rows, Y.cols, Eigen::OuterStride<>(std::max<Index>(Y.col_stride, 1)));
-      run(Xm, Ym);
-    }
-  };
-  if (X.row_major()) {
-    ConstRowMap<T> Xm(X.data, X.rows, X.cols,
-                      Eigen::OuterStride<>(std::max<Index>(X.row_stride, 1)));
-    with_y(Xm);
-  } else {
-    ConstColMap<T> Xm(X.data, X.rows, X.cols,
-                      Eigen::OuterStride<>(std::max<Index>(X.col_stride, 1)));
-    with_y(Xm);
-  }
+  });
 }
 
 template <class T>
 void HODLRMatrix<T>::to_dense(T* out, bool transpose) const {
-  const Index m = transpose ? cols() : rows(), n = transpose ? rows() : cols();
-  constexpr Index kBlock = 256;
-  for (Index c0 = 0; c0 < n; c0 += kBlock) {
-    const Index b = std::min(kBlock, n - c0);
-    Matrix<T> E = Matrix<T>::Zero(n, b);
-    for (Index j = 0; j < b; ++j) E(c0 + j, j) = T(1);
-    DenseView<const T> x{E.data(), n, b, 1, n};
-    DenseView<T> y{out + c0, m, b, n, 1};
-    apply(x, y, transpose);
-  }
+  dense_by_columns<T>(
+      transpose ? cols() : rows(), transpose ? rows() : cols(), out,
+      [&](const DenseView<const T>& x, const DenseView<T>& y) { apply(x, y, transpose); });
 }
 
-template <class T>
-Index HODLRMatrix<T>::nbytes() const {
-  Index entries = 0, matrices = 0;
-  for (const RowPanels<T>& D : leaves_) {
-    entries += D.data.size();
-    matrices += 1;
-  }
-  for (const StoredBlock& b : blocks_) {
-    entries += b.is_dense ? b.dense.data.size() : b.U.data.size() + b.Vt.data.size();
-    matrices += b.is_dense ? 1 : 2;
-  }
-  // Tree ranges (4 per node), two extents and a dense flag per stored matrix, header.
-  return entries * Index(sizeof(T)) + tree_.size() * 4 * Index(sizeof(Index)) +
-         matrices * (2 * Index(sizeof(Index)) + 1) + 64;
-}
-
-#define HSSLIN_INSTANTIATE_HODLR_APPLY(T)                                                   \
-  template void HODLRMatrix<T>::apply(const DenseView<const T>&, const DenseView<T>&, bool, \
-                                      const ProductHooks*) const;                           \
-  template void HODLRMatrix<T>::to_dense(T*, bool) const;                                   \
-  template Index HODLRMatrix<T>::nbytes() const;
-HSSLIN_INSTANTIATE_HODLR_APPLY(float)
-HSSLIN_INSTANTIATE_HODLR_APPLY(double)
+template class HODLRMatrix<float>;
+template class HODLRMatrix<double>;
 
 }  // namespace hsslin

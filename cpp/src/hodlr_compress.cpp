@@ -9,11 +9,19 @@ template <class T>
 HODLRMatrix<T> HODLRMatrix<T>::compress(const ConstRowMap<T>& A, const HODLROptions& options) {
   HSSLIN_CHECK(A.rows() >= 1 && A.cols() >= 1, "matrix must be non-empty, got ", A.rows(), "x",
                A.cols());
-  HSSLIN_CHECK(options.rank() > 0 || options.tol() > 0,
-               "HODLR compression needs a rank schedule (rank) or a tolerance (tol)");
+  if (const int e = scale_exponent(A); e != 0) {
+    // Tiny or huge magnitudes: compress A * 2^-e, whose norms stay in range
+    // (relative errors and ranks are those of A), then scale back exactly.
+    const RowMatrix<T> As = scaled_copy(A, e);
+    HODLRMatrix H = compress(
+        ConstRowMap<T>(As.data(), As.rows(), As.cols(), Eigen::OuterStride<>(As.cols())), options);
+    H.scale_values(e);
+    return H;
+  }
   HODLRMatrix H;
-  H.options_ = options;
-  H.tree_ = ClusterTree(A.rows(), A.cols(), options.leaf_size());
+  H.options_ = options.resolved();
+  const HODLROptions& o = H.options_;
+  H.tree_ = ClusterTree(A.rows(), A.cols(), o.leaf_size());
   const ClusterTree& tree = H.tree_;
   std::vector<Node> nodes(size_t(tree.size()));
 
@@ -45,16 +53,18 @@ HODLRMatrix<T> HODLRMatrix<T>::compress(const ConstRowMap<T>& A, const HODLROpti
         ConstRowMap<T> block(origin, rows.rows(), cols.cols(),
                              Eigen::OuterStride<>(A.outerStride()));
         const int level = ClusterTree::level_of(i) + 1;
-        const Index rank = options.rank() > 0 ? options.scheduled_rank(level) : 0;
+        const Index rank = o.rank() > 0 ? o.scheduled_rank(level) : 0;
         const double share = double(rows.rows()) * double(cols.cols()) / offdiag_entries;
-        const double abs_tol = options.tol() * std::sqrt(norm2 * share);
-        Block blk = low_rank_approximation<T>(block, rank, abs_tol, options.max_rank(),
-                                              options.power_iterations(),
-                                              options.seed() * 1000003ULL + std::uint64_t(task));
+        const double abs_tol = o.tol() * std::sqrt(norm2 * share);
+        Block blk =
+            low_rank_approximation<T>(block, rank, abs_tol, o.max_rank(), o.power_iterations(),
+                                      o.seed() * 1000003ULL + std::uint64_t(task));
         errors[size_t(task)] = blk.error;
         (lower ? nodes[size_t(i)].B21 : nodes[size_t(i)].B12) = std::move(blk);
       },
-      inner >= 1 && A.rows() * A.cols() >= 4096);
+      // Every block is sampled with at least 8 columns (tolerance_rank's
+      // smallest block; a schedule's rank + 10): 8 multiply-adds per entry.
+      worth_threading(8.0 * double(A.rows()) * double(A.cols())));
   for (Index i = tree.leaf_begin(); i < tree.leaf_end(); ++i) {
     const ClusterNode& c = tree.node(i);
     nodes[size_t(i)].D = A.block(c.row_begin, c.col_begin, c.rows(), c.cols());
@@ -64,6 +74,19 @@ HODLRMatrix<T> HODLRMatrix<T>::compress(const ConstRowMap<T>& A, const HODLROpti
   H.error_ = norm2 > 0 ? std::sqrt(err2 / norm2) : 0.0;
   H.pack(std::move(nodes));
   return H;
+}
+
+template <class T>
+void HODLRMatrix<T>::scale_values(int e) {
+  // Values of A scale by 2^e; a low-rank block's two factors share it, as
+  // the singular values are split evenly between them.
+  for (RowPanels<T>& D : leaves_) scale_by_power_of_two(D.data, e);
+  for (StoredBlock& b : blocks_) {
+    scale_by_power_of_two(b.dense.data, e);
+    scale_by_power_of_two(b.U.data, e - e / 2);
+    scale_by_power_of_two(b.Vt.data, e / 2);
+    b.error = std::ldexp(b.error, e);
+  }
 }
 
 template <class T>
@@ -80,11 +103,7 @@ HODLRMatrix<T> HODLRMatrix<T>::from_parts(ClusterTree tree, std::vector<Node> no
   return H;
 }
 
-#define HSSLIN_INSTANTIATE_HODLR_COMPRESS(T)                                                       \
-  template HODLRMatrix<T> HODLRMatrix<T>::compress(const ConstRowMap<T>&, const HODLROptions&);    \
-  template HODLRMatrix<T> HODLRMatrix<T>::from_parts(ClusterTree, std::vector<Node>, HODLROptions, \
-                                                     double);
-HSSLIN_INSTANTIATE_HODLR_COMPRESS(float)
-HSSLIN_INSTANTIATE_HODLR_COMPRESS(double)
+template class HODLRMatrix<float>;
+template class HODLRMatrix<double>;
 
 }  // namespace hsslin

@@ -68,6 +68,9 @@ HODLRMatrix<T> HODLRMatrix<T>::deserialize(const std::string& blob) {
   const auto levels = r.get<std::int32_t>();
   HSSLIN_CHECK(m >= 1 && n >= 1 && m < (Index(1) << 40) && n < (Index(1) << 40),
                "corrupted file: shape ", m, "x", n);
+  // A leaf stores at least one shape (two 8-byte extents), an inner node
+  // two: the tree is allocated only when the rest of the file can hold it.
+  r.require(ClusterTree::node_count(m, n, levels), 2 * sizeof(std::int64_t), "HODLR tree node");
   ClusterTree tree = ClusterTree::with_levels(m, n, levels);
   HODLROptions o;
   const double tol = r.get<double>();
@@ -127,11 +130,7 @@ void HODLRMatrix<T>::check_structure(const ClusterTree& t, const std::vector<Nod
   }
 }
 
-#define HSSLIN_INSTANTIATE_HODLR_IO(T)                                     \
-  template std::string HODLRMatrix<T>::serialize() const;                  \
-  template HODLRMatrix<T> HODLRMatrix<T>::deserialize(const std::string&); \
-  template void HODLRMatrix<T>::check_structure(const ClusterTree&, const std::vector<Node>&);
-HSSLIN_INSTANTIATE_HODLR_IO(float)
-HSSLIN_INSTANTIATE_HODLR_IO(double)
+template class HODLRMatrix<float>;
+template class HODLRMatrix<double>;
 
 }  // namespace hsslin

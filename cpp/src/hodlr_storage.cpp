@@ -119,13 +119,56 @@ Index HODLRMatrix<T>::block_rank(Index i, bool lower) const {
   return b.is_dense ? -1 : b.Vt.rows;
 }
 
-#define HSSLIN_INSTANTIATE_HODLR_STORAGE(T)                                 \
-  template struct RowPanels<T>;                                             \
-  template std::vector<Index> HODLRMatrix<T>::segments(Index, bool) const;  \
-  template void HODLRMatrix<T>::pack(std::vector<Node>);                    \
-  template typename HODLRMatrix<T>::Node HODLRMatrix<T>::node(Index) const; \
-  template Index HODLRMatrix<T>::block_rank(Index, bool) const;
-HSSLIN_INSTANTIATE_HODLR_STORAGE(float)
-HSSLIN_INSTANTIATE_HODLR_STORAGE(double)
+Index hodlr_nbytes(const ClusterTree& tree, const std::vector<Index>& block_ranks,
+                   Index scalar_size) {
+  const Index inner = tree.leaf_begin();
+  HSSLIN_CHECK(Index(block_ranks.size()) == 2 * inner, "hodlr_nbytes: ", block_ranks.size(),
+               " block ranks for a tree with ", 2 * inner, " blocks");
+  Index entries = 0, matrices = 0;
+  for (Index i = tree.leaf_begin(); i < tree.leaf_end(); ++i) {
+    entries += tree.node(i).rows() * tree.node(i).cols();
+    matrices += 1;
+  }
+  for (Index b = 0; b < 2 * inner; ++b) {
+    const Index i = b / 2;
+    const ClusterNode& a = tree.node(ClusterTree::left(i));
+    const ClusterNode& c = tree.node(ClusterTree::right(i));
+    const Index rows = b % 2 == 0 ? a.rows() : c.rows();
+    const Index cols = b % 2 == 0 ? c.cols() : a.cols();
+    const Index r = block_ranks[size_t(b)];
+    entries += r < 0 ? rows * cols : r * (rows + cols);
+    matrices += r < 0 ? 1 : 2;
+  }
+  return entries * scalar_size + tree.size() * 4 * Index(sizeof(Index)) +
+         matrices * (2 * Index(sizeof(Index)) + 1) + 64;
+}
+
+std::vector<Index> hodlr_schedule_ranks(const ClusterTree& tree, const HODLROptions& options) {
+  HSSLIN_CHECK(options.rank() > 0, "a rank schedule needs rank >= 1");
+  std::vector<Index> ranks(size_t(2 * tree.leaf_begin()));
+  for (Index b = 0; b < Index(ranks.size()); ++b) {
+    const Index i = b / 2;
+    const ClusterNode& a = tree.node(ClusterTree::left(i));
+    const ClusterNode& c = tree.node(ClusterTree::right(i));
+    const Index rows = b % 2 == 0 ? a.rows() : c.rows();
+    const Index cols = b % 2 == 0 ? c.cols() : a.cols();
+    ranks[size_t(b)] =
+        fixed_rank_layout(options.scheduled_rank(ClusterTree::level_of(i) + 1), rows, cols);
+  }
+  return ranks;
+}
+
+template <class T>
+Index HODLRMatrix<T>::nbytes() const {
+  std::vector<Index> ranks(blocks_.size());
+  for (size_t b = 0; b < blocks_.size(); ++b)
+    ranks[b] = blocks_[b].is_dense ? -1 : blocks_[b].Vt.rows;
+  return hodlr_nbytes(tree_, ranks, Index(sizeof(T)));
+}
+
+template struct RowPanels<float>;
+template struct RowPanels<double>;
+template class HODLRMatrix<float>;
+template class HODLRMatrix<double>;
 
 }  // namespace hsslin

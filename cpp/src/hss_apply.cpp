@@ -5,7 +5,7 @@
 // The factors live in one array laid out in the order the product reads
 // them (see pack()), so a product on cold caches streams memory. Leaf work
 // is threaded over leaves (and row chunks of large leaves) when the operator
-// is large; the thin inner levels always run serially.
+// is large; the thin inner levels run serially unless a level is large.
 #include <algorithm>
 
 #include "hsslin/hss.hpp"
@@ -14,11 +14,7 @@
 namespace hsslin {
 namespace {
 
-constexpr Index kChunkRows = 256;  // rows per work item in a large leaf
-// Below this many stored entries times right-hand sides the products run on
-// one thread: waking a second thread costs more than it saves, and on a
-// machine whose BLAS threads are still spinning it can cost milliseconds.
-constexpr double kParallelEntries = 1 << 17;
+constexpr Index kChunkRows = 256;    // rows per work item in a large leaf
 constexpr Index kPrefetchItems = 2;  // items ahead whose factors are requested
 
 template <class M>
@@ -64,8 +60,6 @@ void HSSMatrix<T>::pack(std::vector<Node>&& nodes) {
         return n.B21;
     }
   };
-  constexpr Index kAlign = 64 / Index(sizeof(T));
-  auto padded = [&](Index n) { return (n + kAlign - 1) / kAlign * kAlign; };
   Index total = 0;
   for (const auto& [i, f] : order) total += padded(factor(i, f).size());
   arena_.assign(size_t(total), T(0));
@@ -82,94 +76,151 @@ void HSSMatrix<T>::pack(std::vector<Node>&& nodes) {
   }
 }
 
+/// One product Y = op(H) X (op = identity, or the transpose), in named sweeps
+/// as STRUMPACK's apply_fwd / apply_bwd: leaf_forward (y = D x and the
+/// leaves' xhat = V^T x), upward (xhat through the inner levels), downward
+/// (couplings and transfers give every node's yhat), leaf_backward
+/// (y += U yhat). The transpose swaps U and V, D and D^T, B_ab and B_ba^T.
 template <class T>
-template <bool Transpose, class XMap, class YMap>
-void HSSMatrix<T>::apply_impl(const XMap& X, YMap& Y, const ProductHooks* hooks) const {
-  const ClusterTree& tree = tree_;
-  const Index k = X.cols();
-  const Index num_nodes = tree.size();
-  auto in_basis = [&](Index i) { return Transpose ? U(i) : V(i); };
-  auto out_basis = [&](Index i) { return Transpose ? V(i) : U(i); };
-  // xhat (input side) and yhat (output side) per node; siblings are adjacent
-  // in heap order, so [xhat_a; xhat_b] is one contiguous row-major block.
-  std::vector<Index> xoff(size_t(num_nodes) + 1, 0), yoff(size_t(num_nodes) + 1, 0);
-  for (Index i = 0; i < num_nodes; ++i) {
-    xoff[size_t(i) + 1] = xoff[size_t(i)] + (i == 0 ? 0 : in_basis(i).cols());
-    yoff[size_t(i) + 1] = yoff[size_t(i)] + (i == 0 ? 0 : out_basis(i).cols());
-  }
-  // Eigen vectors: aligned like the arena, so results do not depend on where
-  // the allocator put the workspace.
-  Eigen::Matrix<T, Eigen::Dynamic, 1> xws(xoff.back() * k), yws(yoff.back() * k);
-  auto xhat = [&](Index i, Index count) {
-    return RowMap<T>(xws.data() + xoff[size_t(i)] * k, count, k, Eigen::OuterStride<>(k));
-  };
-  auto yhat = [&](Index i, Index count) {
-    return RowMap<T>(yws.data() + yoff[size_t(i)] * k, count, k, Eigen::OuterStride<>(k));
-  };
-  auto in_range = [&](const ClusterNode& c) {
-    return Transpose ? std::make_pair(c.row_begin, c.rows())
-                     : std::make_pair(c.col_begin, c.cols());
-  };
-  auto out_range = [&](const ClusterNode& c) {
-    return Transpose ? std::make_pair(c.col_begin, c.cols())
-                     : std::make_pair(c.row_begin, c.rows());
-  };
+template <bool Transpose>
+class HSSMatrix<T>::Product {
+ public:
+  Product(const HSSMatrix& H, Index k, const ProductHooks* hooks);
 
-  // Work items of the leaf sweeps: (leaf, first output row, row count).
+  template <class XMap, class YMap>
+  void run(const XMap& X, YMap& Y) {
+    const bool has_tree = tree_.levels() > 0;
+    leaf_forward(X, Y, tasks_by_levels_ ? nullptr : hooks_);
+    if (!has_tree) {
+      if (hooks_ && hooks_->rows_done) hooks_->rows_done(0, Y.rows());
+      return;
+    }
+    if (tasks_by_levels_)
+      parallel_for_hooked(1, hooks_, [&](Index) { inner_levels(); }, parallel_);
+    else
+      inner_levels();
+    leaf_backward(Y);
+  }
+
+ private:
+  /// A work item of the leaf sweeps: (leaf, first output row, row count).
   struct Item {
     Index leaf, begin, count;
   };
-  std::vector<Item> items;
-  for (Index i = tree.leaf_begin(); i < tree.leaf_end(); ++i) {
-    const auto [ob, oc] = out_range(tree.node(i));
-    for (Index r = 0; r < oc || (r == 0 && oc == 0); r += kChunkRows)
-      items.push_back({i, ob + r, std::min(kChunkRows, oc - r)});
+
+  ConstMap in_basis(Index i) const { return Transpose ? H_.U(i) : H_.V(i); }
+  ConstMap out_basis(Index i) const { return Transpose ? H_.V(i) : H_.U(i); }
+  std::pair<Index, Index> in_range(const ClusterNode& c) const {
+    return Transpose ? std::make_pair(c.row_begin, c.rows())
+                     : std::make_pair(c.col_begin, c.cols());
   }
-  const bool parallel = double(arena_.size()) * double(k) > kParallelEntries;
-  const bool has_tree = tree.levels() > 0;
-  if constexpr (Transpose) {
-    if (!has_tree) {  // one dense block: split its rows, sum partial products
-      apply_dense_transpose(X, Y, hooks);
-      return;
-    }
+  std::pair<Index, Index> out_range(const ClusterNode& c) const {
+    return Transpose ? std::make_pair(c.col_begin, c.cols())
+                     : std::make_pair(c.row_begin, c.rows());
+  }
+  // xhat (input side) and yhat (output side) of node i; siblings are
+  // adjacent in heap order, so [xhat_a; xhat_b] is one contiguous block.
+  RowMap<T> xhat(Index i, Index count) {
+    return RowMap<T>(xws_.data() + xoff_[size_t(i)] * k_, count, k_, Eigen::OuterStride<>(k_));
+  }
+  RowMap<T> yhat(Index i, Index count) {
+    return RowMap<T>(yws_.data() + yoff_[size_t(i)] * k_, count, k_, Eigen::OuterStride<>(k_));
+  }
+  bool level_parallel(int l, bool up) const {
+    return parallel_ && !tasks_by_levels_ &&
+           worth_threading((up ? up_entries_ : down_entries_)[size_t(l)]);
   }
 
+  /// Diagonal blocks, fused with the leaf's input projection in the leaf's
+  /// first chunk (x(J) is then still in cache); `tasks` run beside it.
+  template <class XMap, class YMap>
+  void leaf_forward(const XMap& X, YMap& Y, const ProductHooks* tasks);
+  /// Upward pass through the inner levels: xhat_i = W_i^T [xhat_a; xhat_b].
+  void upward();
+  /// Coupling and downward pass, top-down: one task per (node, child), which
+  /// writes that child's yhat only -- its coupling product, then its rows of
+  /// the node's transfer matrix times the node's yhat.
+  void downward();
+  void inner_levels() {
+    upward();
+    downward();
+  }
+  /// Leaves add their basis times yhat; rows are final after it.
+  template <class YMap>
+  void leaf_backward(YMap& Y);
+
+  const HSSMatrix& H_;
+  const ClusterTree& tree_;
+  const Index k_;
+  const ProductHooks* hooks_;
+  std::vector<Index> xoff_, yoff_;
+  // Eigen vectors: aligned like the arena, so results do not depend on where
+  // the allocator put the workspace.
+  Eigen::Matrix<T, Eigen::Dynamic, 1> xws_, yws_;
+  std::vector<Item> items_;
+  bool parallel_ = false;
   // Inner levels: usually thin (ranks of tens), and then serial; under a
   // large rank cap they can hold most of the bytes, and a level whose
   // factors are large runs its nodes in parallel (the nodes of one level
   // touch disjoint parts of xhat and yhat).
-  std::vector<double> up_entries(size_t(tree.levels()), 0.0), down_entries(up_entries);
-  double inner_entries = 0.0;
-  for (int l = 0; l < tree.levels(); ++l) {
-    for (Index i = ClusterTree::level_begin(l); i < ClusterTree::level_end(l); ++i) {
-      up_entries[size_t(l)] += double(in_basis(i).size()) * double(k);
-      down_entries[size_t(l)] +=
-          double(B12(i).size() + B21(i).size() + (i > 0 ? out_basis(i).size() : 0)) * double(k);
-    }
-    inner_entries += up_entries[size_t(l)] + down_entries[size_t(l)];
-  }
-  // A caller's tasks run beside sweep 1 -- or, when the inner levels hold
-  // no more entries than the tasks read, beside the inner levels walked on
-  // one thread: a serial chain of small products, which would otherwise
-  // leave the other threads waiting.
-  const bool tasks_by_levels =
-      hooks && hooks->tasks > 0 && has_tree && parallel && inner_entries <= hooks->work;
-  auto level_parallel = [&](int l, bool up) {
-    return !tasks_by_levels && (up ? up_entries : down_entries)[size_t(l)] > kParallelEntries;
-  };
+  std::vector<double> up_entries_, down_entries_;
+  // A caller's tasks run beside leaf_forward -- or, when the inner levels
+  // hold no more entries than the tasks read, beside the inner levels
+  // walked on one thread: a serial chain of small products, which would
+  // otherwise leave the other threads waiting.
+  bool tasks_by_levels_ = false;
+};
 
-  // Sweep 1: diagonal blocks, fused with the leaf's input projection in the
-  // leaf's first chunk (x(J) is then still in cache).
+template <class T>
+template <bool Transpose>
+HSSMatrix<T>::Product<Transpose>::Product(const HSSMatrix& H, Index k, const ProductHooks* hooks)
+    : H_(H), tree_(H.tree_), k_(k), hooks_(hooks) {
+  const Index num_nodes = tree_.size();
+  xoff_.assign(size_t(num_nodes) + 1, 0);
+  yoff_.assign(size_t(num_nodes) + 1, 0);
+  for (Index i = 0; i < num_nodes; ++i) {
+    xoff_[size_t(i) + 1] = xoff_[size_t(i)] + (i == 0 ? 0 : in_basis(i).cols());
+    yoff_[size_t(i) + 1] = yoff_[size_t(i)] + (i == 0 ? 0 : out_basis(i).cols());
+  }
+  xws_.resize(xoff_.back() * k);
+  yws_.resize(yoff_.back() * k);
+  for (Index i = tree_.leaf_begin(); i < tree_.leaf_end(); ++i) {
+    const auto [ob, oc] = out_range(tree_.node(i));
+    for (Index r = 0; r < oc || (r == 0 && oc == 0); r += kChunkRows)
+      items_.push_back({i, ob + r, std::min(kChunkRows, oc - r)});
+  }
+  parallel_ = worth_threading(double(H.arena_.size()) * double(k));
+  up_entries_.assign(size_t(tree_.levels()), 0.0);
+  down_entries_ = up_entries_;
+  double inner_entries = 0.0;
+  for (int l = 0; l < tree_.levels(); ++l) {
+    for (Index i = ClusterTree::level_begin(l); i < ClusterTree::level_end(l); ++i) {
+      up_entries_[size_t(l)] += double(in_basis(i).size()) * double(k);
+      down_entries_[size_t(l)] +=
+          double(H.B12(i).size() + H.B21(i).size() + (i > 0 ? out_basis(i).size() : 0)) * double(k);
+    }
+    inner_entries += up_entries_[size_t(l)] + down_entries_[size_t(l)];
+  }
+  tasks_by_levels_ =
+      hooks && hooks->tasks > 0 && tree_.levels() > 0 && parallel_ && inner_entries <= hooks->work;
+}
+
+template <class T>
+template <bool Transpose>
+template <class XMap, class YMap>
+void HSSMatrix<T>::Product<Transpose>::leaf_forward(const XMap& X, YMap& Y,
+                                                    const ProductHooks* tasks) {
+  const bool has_tree = tree_.levels() > 0;
   parallel_for_hooked(
-      Index(items.size()), tasks_by_levels ? nullptr : hooks,
+      Index(items_.size()), tasks,
       [&](Index t) {
-        const Item& it = items[size_t(t)];
-        if (t + kPrefetchItems < Index(items.size())) {
-          const Index ahead = items[size_t(t + kPrefetchItems)].leaf;
-          prefetch(D(ahead), 1 << 16);
+        const Item& it = items_[size_t(t)];
+        if (t + kPrefetchItems < Index(items_.size())) {
+          const Index ahead = items_[size_t(t + kPrefetchItems)].leaf;
+          prefetch(H_.D(ahead), 1 << 16);
           prefetch(in_basis(ahead), 1 << 16);
         }
-        const ClusterNode& c = tree.node(it.leaf);
+        const ClusterNode& c = tree_.node(it.leaf);
         const auto [ib, ic] = in_range(c);
         const auto [ob, oc] = out_range(c);
         if (has_tree && it.begin == ob) {
@@ -185,80 +236,79 @@ void HSSMatrix<T>::apply_impl(const XMap& X, YMap& Y, const ProductHooks* hooks)
           yblock.setZero();
           return;
         }
-        const auto Dl = D(it.leaf);
+        const auto Dl = H_.D(it.leaf);
         if constexpr (Transpose)
           yblock.noalias() =
               Dl.middleCols(it.begin - ob, it.count).transpose() * X.middleRows(ib, ic);
         else
           yblock.noalias() = Dl.middleRows(it.begin - ob, it.count) * X.middleRows(ib, ic);
       },
-      parallel);
-  if (!has_tree) {
-    if (hooks && hooks->rows_done) hooks->rows_done(0, Y.rows());
-    return;
-  }
+      parallel_);
+}
 
-  auto inner_levels = [&]() {
-    // Upward pass through the inner levels.
-    for (int l = tree.levels() - 1; l >= 1; --l) {
-      const Index begin = ClusterTree::level_begin(l);
-      parallel_for(
-          begin, ClusterTree::level_end(l),
-          [&](Index i) {
-            const Index a = ClusterTree::left(i), b = ClusterTree::right(i);
-            const Index stacked = in_basis(a).cols() + in_basis(b).cols();
-            const auto W = in_basis(i);
-            xhat(i, W.cols()).noalias() = W.transpose() * xhat(a, stacked);
-          },
-          parallel && level_parallel(l, true));
-    }
-    // Coupling and downward pass, top-down: one task per (node, child), which
-    // writes that child's yhat only -- its coupling product, then its rows of
-    // the node's transfer matrix times the node's yhat.
-    for (int l = 0; l < tree.levels(); ++l) {
-      const Index begin = ClusterTree::level_begin(l);
-      parallel_for(
-          2 * begin, 2 * ClusterTree::level_end(l),
-          [&](Index task) {
-            const Index i = task / 2;
-            const bool first = task % 2 == 0;
-            const Index a = ClusterTree::left(i), b = ClusterTree::right(i);
-            const Index c = first ? a : b;  // the child whose yhat this task writes
-            auto yc = yhat(c, out_basis(c).cols());
-            const auto xo = xhat(first ? b : a, in_basis(first ? b : a).cols());
-            if constexpr (Transpose)
-              yc.noalias() = (first ? B21(i) : B12(i)).transpose() * xo;
-            else
-              yc.noalias() = (first ? B12(i) : B21(i)) * xo;
-            if (i > 0) {
-              const auto T_i = out_basis(i);
-              const Index r0 = first ? 0 : out_basis(a).cols();
-              yc.noalias() += T_i.middleRows(r0, yc.rows()) * yhat(i, T_i.cols());
-            }
-          },
-          parallel && level_parallel(l, false));
-    }
-  };
-  if (tasks_by_levels)
-    parallel_for_hooked(1, hooks, [&](Index) { inner_levels(); }, parallel);
-  else
-    inner_levels();
-  // Sweep 2: leaves add their basis times yhat.
+template <class T>
+template <bool Transpose>
+void HSSMatrix<T>::Product<Transpose>::upward() {
+  for (int l = tree_.levels() - 1; l >= 1; --l) {
+    parallel_for(
+        ClusterTree::level_begin(l), ClusterTree::level_end(l),
+        [&](Index i) {
+          const Index a = ClusterTree::left(i), b = ClusterTree::right(i);
+          const Index stacked = in_basis(a).cols() + in_basis(b).cols();
+          const auto W = in_basis(i);
+          xhat(i, W.cols()).noalias() = W.transpose() * xhat(a, stacked);
+        },
+        level_parallel(l, true));
+  }
+}
+
+template <class T>
+template <bool Transpose>
+void HSSMatrix<T>::Product<Transpose>::downward() {
+  for (int l = 0; l < tree_.levels(); ++l) {
+    const Index begin = ClusterTree::level_begin(l);
+    parallel_for(
+        2 * begin, 2 * ClusterTree::level_end(l),
+        [&](Index task) {
+          const Index i = task / 2;
+          const bool first = task % 2 == 0;
+          const Index a = ClusterTree::left(i), b = ClusterTree::right(i);
+          const Index c = first ? a : b;  // the child whose yhat this task writes
+          auto yc = yhat(c, out_basis(c).cols());
+          const auto xo = xhat(first ? b : a, in_basis(first ? b : a).cols());
+          if constexpr (Transpose)
+            yc.noalias() = (first ? H_.B21(i) : H_.B12(i)).transpose() * xo;
+          else
+            yc.noalias() = (first ? H_.B12(i) : H_.B21(i)) * xo;
+          if (i > 0) {
+            const auto T_i = out_basis(i);
+            const Index r0 = first ? 0 : out_basis(a).cols();
+            yc.noalias() += T_i.middleRows(r0, yc.rows()) * yhat(i, T_i.cols());
+          }
+        },
+        level_parallel(l, false));
+  }
+}
+
+template <class T>
+template <bool Transpose>
+template <class YMap>
+void HSSMatrix<T>::Product<Transpose>::leaf_backward(YMap& Y) {
   parallel_for(
-      0, Index(items.size()),
+      0, Index(items_.size()),
       [&](Index t) {
-        const Item& it = items[size_t(t)];
-        if (t + kPrefetchItems < Index(items.size()))
-          prefetch(out_basis(items[size_t(t + kPrefetchItems)].leaf), 1 << 16);
+        const Item& it = items_[size_t(t)];
+        if (t + kPrefetchItems < Index(items_.size()))
+          prefetch(out_basis(items_[size_t(t + kPrefetchItems)].leaf), 1 << 16);
         const auto W = out_basis(it.leaf);
         if (it.count > 0 && W.cols() > 0) {
-          const Index ob = out_range(tree.node(it.leaf)).first;
+          const Index ob = out_range(tree_.node(it.leaf)).first;
           Y.middleRows(it.begin, it.count).noalias() +=
               W.middleRows(it.begin - ob, it.count) * yhat(it.leaf, W.cols());
         }
-        if (hooks && hooks->rows_done) hooks->rows_done(it.begin, it.count);
+        if (hooks_ && hooks_->rows_done) hooks_->rows_done(it.begin, it.count);
       },
-      parallel);
+      parallel_);
 }
 
 template <class T>
@@ -272,7 +322,7 @@ void HSSMatrix<T>::apply_dense_transpose(const XMap& X, YMap& Y, const ProductHo
   }
   const auto A = D(0);
   const Index m = A.rows(), n = A.cols(), k = X.cols();
-  const bool parallel = double(A.size()) * double(k) > kParallelEntries;
+  const bool parallel = worth_threading(double(A.size()) * double(k));
   const Index parts =
       parallel ? std::min<Index>((m + kChunkRows - 1) / kChunkRows, 2 * Index(get_num_threads()))
                : 1;
@@ -296,52 +346,65 @@ void HSSMatrix<T>::apply(const DenseView<const T>& X, const DenseView<T>& Y, boo
   HSSLIN_CHECK(X.rows == (transpose ? rows() : cols()) && Y.rows == (transpose ? cols() : rows()) &&
                    X.cols == Y.cols,
                "apply: operand shapes do not match the ", rows(), "x", cols(), " matrix");
-  auto run = [&](const auto& Xm, auto& Ym) {
-    if (transpose)
-      apply_impl<true>(Xm, Ym, hooks);
-    else
-      apply_impl<false>(Xm, Ym, hooks);
-  };
-  auto with_y = [&](const auto& Xm) {
-    if (Y.row_major()) {
-      RowMap<T> Ym(Y.data, Y.rows, Y.cols, Eigen::OuterStride<>(std::max<Index>(Y.row_stride, 1)));
-      run(Xm, Ym);
+  with_maps(X, Y, [&](const auto& Xm, auto& Ym) {
+    if (!transpose) {
+      Product<false>(*this, X.cols, hooks).run(Xm, Ym);
+    } else if (tree_.levels() == 0) {
+      apply_dense_transpose(Xm, Ym,
+                            hooks);  // one dense block: split its rows, sum partial products
     } else {
-      ColMap<T> Ym(Y.data, Y.rows, Y.cols, Eigen::OuterStride<>(std::max<Index>(Y.col_stride, 1)));
-      run(Xm, Ym);
+      Product<true>(*this, X.cols, hooks).run(Xm, Ym);
     }
-  };
-  if (X.row_major()) {
-    ConstRowMap<T> Xm(X.data, X.rows, X.cols,
-                      Eigen::OuterStride<>(std::max<Index>(X.row_stride, 1)));
-    with_y(Xm);
-  } else {
-    ConstColMap<T> Xm(X.data, X.rows, X.cols,
-                      Eigen::OuterStride<>(std::max<Index>(X.col_stride, 1)));
-    with_y(Xm);
-  }
+  });
 }
 
 template <class T>
 void HSSMatrix<T>::to_dense(T* out, bool transpose) const {
-  const Index m = transpose ? cols() : rows(), n = transpose ? rows() : cols();
-  constexpr Index kBlock = 256;
-  for (Index c0 = 0; c0 < n; c0 += kBlock) {
-    const Index b = std::min(kBlock, n - c0);
-    Matrix<T> E = Matrix<T>::Zero(n, b);
-    for (Index j = 0; j < b; ++j) E(c0 + j, j) = T(1);
-    DenseView<const T> x{E.data(), n, b, 1, n};
-    DenseView<T> y{out + c0, m, b, n, 1};
-    apply(x, y, transpose);
-  }
+  dense_by_columns<T>(
+      transpose ? cols() : rows(), transpose ? rows() : cols(), out,
+      [&](const DenseView<const T>& x, const DenseView<T>& y) { apply(x, y, transpose); });
+}
+
+template <class T>
+Index HSSMatrix<T>::storage_bytes(Index arena_entries, Index nodes) {
+  // Values, the tree's four range bounds per node, one (offset, rows, cols)
+  // slot per stored factor, and a fixed header (shape, levels, options, flags).
+  return arena_entries * Index(sizeof(T)) + nodes * 4 * Index(sizeof(Index)) +
+         nodes * 5 * Index(sizeof(Slot)) + 64;
 }
 
 template <class T>
 Index HSSMatrix<T>::nbytes() const {
-  // Values, the tree's four range bounds per node, one (offset, rows, cols)
-  // slot per stored factor, and a fixed header (shape, levels, options, flags).
-  return Index(arena_.size()) * Index(sizeof(T)) + tree_.size() * 4 * Index(sizeof(Index)) +
-         Index(slots_.size()) * Index(sizeof(Slot)) + 64;
+  return storage_bytes(Index(arena_.size()), tree_.size());
+}
+
+template <class T>
+Index HSSMatrix<T>::nbytes_bound(Index rows, Index cols, const HSSOptions& options) {
+  const ClusterTree tree(rows, cols, options.leaf_size());
+  if (tree.levels() == 0) return storage_bytes(padded(rows * cols), 1);
+  const Index cap = options.max_rank() > 0 ? options.max_rank() : std::max(rows, cols);
+  // Largest row and column ranks: a basis has at most as many columns as its
+  // candidate rows (a leaf's rows; above, the children's skeletons) and the cap.
+  std::vector<Index> ru(size_t(tree.size()), 0), rv(ru);
+  Index entries = 0;
+  for (Index i = tree.size() - 1; i >= 1; --i) {
+    const ClusterNode& c = tree.node(i);
+    Index from_rows = c.rows(), from_cols = c.cols();
+    if (tree.is_leaf(i)) {
+      entries += padded(c.rows() * c.cols());
+    } else {
+      from_rows = ru[size_t(ClusterTree::left(i))] + ru[size_t(ClusterTree::right(i))];
+      from_cols = rv[size_t(ClusterTree::left(i))] + rv[size_t(ClusterTree::right(i))];
+    }
+    ru[size_t(i)] = std::min(cap, from_rows);
+    rv[size_t(i)] = std::min(cap, from_cols);
+    entries += padded(from_rows * ru[size_t(i)]) + padded(from_cols * rv[size_t(i)]);
+  }
+  for (Index i = 0; i < tree.leaf_begin(); ++i) {
+    const Index a = ClusterTree::left(i), b = ClusterTree::right(i);
+    entries += padded(ru[size_t(a)] * rv[size_t(b)]) + padded(ru[size_t(b)] * rv[size_t(a)]);
+  }
+  return storage_bytes(entries, tree.size());
 }
 
 template <class T>
@@ -354,15 +417,7 @@ Index HSSMatrix<T>::col_rank(Index i) const {
   return i == 0 ? -1 : V(i).cols();
 }
 
-#define HSSLIN_INSTANTIATE_HSS_APPLY(T)                                                   \
-  template void HSSMatrix<T>::pack(std::vector<Node>&&);                                  \
-  template void HSSMatrix<T>::apply(const DenseView<const T>&, const DenseView<T>&, bool, \
-                                    const ProductHooks*) const;                           \
-  template void HSSMatrix<T>::to_dense(T*, bool) const;                                   \
-  template Index HSSMatrix<T>::nbytes() const;                                            \
-  template Index HSSMatrix<T>::row_rank(Index) const;                                     \
-  template Index HSSMatrix<T>::col_rank(Index) const;
-HSSLIN_INSTANTIATE_HSS_APPLY(float)
-HSSLIN_INSTANTIATE_HSS_APPLY(double)
+template class HSSMatrix<float>;
+template class HSSMatrix<double>;
 
 }  // namespace hsslin

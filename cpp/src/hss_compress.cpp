@@ -131,7 +131,13 @@ struct HSSMatrix<T>::Build {
     work.assign(static_cast<size_t>(tree.size()), Work{});
     for (int l = tree.levels(); l >= 1; --l) {
       const Index begin = ClusterTree::level_begin(l), end = ClusterTree::level_end(l);
-      parallel_for(begin, end, [&](Index i) { compress_node(i); }, end - begin >= 4);
+      // Each node runs a pivoted QR of its samples (samples x candidates, at
+      // most 2 samples' worth of candidate rows above the leaves).
+      const double nodes = double(end - begin);
+      const double candidates = std::min(2.0 * double(samples), double(H.rows()) / nodes);
+      parallel_for(
+          begin, end, [&](Index i) { compress_node(i); },
+          worth_threading(nodes * double(samples) * double(samples) * candidates));
       for (Index i = begin; i < end; ++i)
         any_saturated = any_saturated || work[size_t(i)].saturated;
     }
@@ -249,9 +255,31 @@ void HSSMatrix<T>::project_couplings(const ConstRowMap<T>& A) {
 }
 
 template <class T>
+void HSSMatrix<T>::scale_values(int e) {
+  // D and the couplings hold values of A; the bases are interpolation
+  // coefficients (or their least-squares couplings' partners) and do not scale.
+  for (Index i = 0; i < tree_.size(); ++i)
+    for (Factor f : {kD, kB12, kB21}) {
+      const Slot& s = slots_[size_t(i) * 5 + size_t(f)];
+      scale_by_power_of_two(
+          Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>(arena_.data() + s.offset, s.rows * s.cols),
+          e);
+    }
+}
+
+template <class T>
 HSSMatrix<T> HSSMatrix<T>::compress(const ConstRowMap<T>& A, const HSSOptions& options) {
   HSSLIN_CHECK(A.rows() >= 1 && A.cols() >= 1, "matrix must be non-empty, got ", A.rows(), "x",
                A.cols());
+  if (const int e = scale_exponent(A); e != 0) {
+    // Tiny or huge magnitudes: compress A * 2^-e, whose norms stay in range
+    // (relative errors and ranks are those of A), then scale back exactly.
+    const RowMatrix<T> As = scaled_copy(A, e);
+    HSSMatrix H = compress(
+        ConstRowMap<T>(As.data(), As.rows(), As.cols(), Eigen::OuterStride<>(As.cols())), options);
+    H.scale_values(e);
+    return H;
+  }
   HSSMatrix H;
   H.options_ = options;
   H.tree_ = ClusterTree(A.rows(), A.cols(), options.leaf_size());
@@ -357,11 +385,7 @@ HSSMatrix<T> HSSMatrix<T>::compress(const ConstRowMap<T>& A, const HSSOptions& o
   }
 }
 
-#define HSSLIN_INSTANTIATE_HSS_COMPRESS(T)                                                \
-  template HSSMatrix<T> HSSMatrix<T>::compress(const ConstRowMap<T>&, const HSSOptions&); \
-  template void HSSMatrix<T>::set_dense(const ConstRowMap<T>&);                           \
-  template void HSSMatrix<T>::project_couplings(const ConstRowMap<T>&);
-HSSLIN_INSTANTIATE_HSS_COMPRESS(float)
-HSSLIN_INSTANTIATE_HSS_COMPRESS(double)
+template class HSSMatrix<float>;
+template class HSSMatrix<double>;
 
 }  // namespace hsslin

@@ -40,6 +40,9 @@ HSSMatrix<T> HSSMatrix<T>::deserialize(const std::string& blob) {
   const auto levels = r.get<std::int32_t>();
   HSSLIN_CHECK(m >= 1 && n >= 1 && m < (Index(1) << 40) && n < (Index(1) << 40),
                "corrupted file: shape ", m, "x", n);
+  // Every node stores five factor shapes (two 8-byte extents each): the
+  // tree is allocated only when the rest of the file can hold it.
+  r.require(ClusterTree::node_count(m, n, levels), 5 * 2 * sizeof(std::int64_t), "HSS tree node");
   H.tree_ = ClusterTree::with_levels(m, n, levels);
   H.options_.set_tol(r.get<double>());
   H.options_.set_max_rank(r.get<std::int64_t>());
@@ -63,6 +66,29 @@ HSSMatrix<T> HSSMatrix<T>::deserialize(const std::string& blob) {
   r.expect_end();
   H.pack(std::move(nodes));
   H.check_structure();
+  return H;
+}
+
+template <class T>
+template <class S>
+HSSMatrix<S> HSSMatrix<T>::cast() const {
+  HSSMatrix<S> H;
+  H.tree_ = tree_;
+  H.options_ = options_;
+  H.error_estimate_ = error_estimate_;
+  H.samples_ = samples_;
+  H.symmetric_ = symmetric_;
+  H.dense_fallback_ = dense_fallback_;
+  std::vector<typename HSSMatrix<S>::Node> nodes(size_t(tree_.size()));
+  for (Index i = 0; i < tree_.size(); ++i) {
+    typename HSSMatrix<S>::Node& nd = nodes[size_t(i)];
+    nd.D = D(i).template cast<S>();
+    nd.U = U(i).template cast<S>();
+    nd.V = V(i).template cast<S>();
+    nd.B12 = B12(i).template cast<S>();
+    nd.B21 = B21(i).template cast<S>();
+  }
+  H.pack(std::move(nodes));
   return H;
 }
 
@@ -97,11 +123,8 @@ void HSSMatrix<T>::check_structure() const {
   }
 }
 
-#define HSSLIN_INSTANTIATE_HSS_IO(T)                                   \
-  template std::string HSSMatrix<T>::serialize() const;                \
-  template HSSMatrix<T> HSSMatrix<T>::deserialize(const std::string&); \
-  template void HSSMatrix<T>::check_structure() const;
-HSSLIN_INSTANTIATE_HSS_IO(float)
-HSSLIN_INSTANTIATE_HSS_IO(double)
+template class HSSMatrix<float>;
+template class HSSMatrix<double>;
+template HSSMatrix<double> HSSMatrix<float>::cast<double>() const;
 
 }  // namespace hsslin

@@ -6,8 +6,10 @@
 #include <condition_variable>
 #include <cstdlib>
 #include <exception>
+#include <limits>
 #include <memory>
 #include <mutex>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -24,14 +26,18 @@ inline void cpu_relax() {
 #endif
 }
 
+int hardware_threads() {
+  const unsigned hw = std::thread::hardware_concurrency();
+  return hw == 0 ? 1 : static_cast<int>(hw);
+}
+
 int initial_threads() {
   if (const char* env = std::getenv("HSSLIN_NUM_THREADS")) {
     char* end = nullptr;
     const long n = std::strtol(env, &end, 10);
-    if (end != env && *end == '\0' && n >= 1 && n <= 4096) return static_cast<int>(n);
+    if (end != env && *end == '\0' && n >= 1) return int(std::min<long>(n, max_num_threads()));
   }
-  const unsigned hw = std::thread::hardware_concurrency();
-  return hw == 0 ? 1 : static_cast<int>(hw);
+  return hardware_threads();
 }
 
 std::atomic<int>& thread_count() {
@@ -87,7 +93,15 @@ class Pool {
     if (!busy.owns_lock()) return false;
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      while (int(workers_.size()) < helpers) workers_.emplace_back([this] { loop(); });
+      try {
+        while (int(workers_.size()) < helpers) {
+          const int id = int(workers_.size());
+          workers_.emplace_back([this, id] { loop(id); });
+        }
+      } catch (const std::system_error&) {
+        // The system refused another thread: run with the workers there are.
+        helpers = int(workers_.size());
+      }
       job_ = job;
       wanted_ = helpers;
       generation_.fetch_add(1, std::memory_order_release);
@@ -101,8 +115,28 @@ class Pool {
     return true;
   }
 
+  /// Stops and joins the workers beyond the first `keep`. Waits for a loop
+  /// in flight to end first (a product on another thread keeps its workers).
+  void shrink(int keep) {
+    std::lock_guard<std::mutex> busy(busy_);
+    std::vector<std::thread> leaving;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (int(workers_.size()) <= keep) return;
+      keep_ = keep;
+      for (size_t i = size_t(keep); i < workers_.size(); ++i)
+        leaving.push_back(std::move(workers_[i]));
+      workers_.resize(size_t(keep));
+      generation_.fetch_add(1, std::memory_order_release);
+    }
+    wake_.notify_all();
+    for (std::thread& t : leaving) t.join();
+    std::lock_guard<std::mutex> lock(mutex_);
+    keep_ = std::numeric_limits<int>::max();
+  }
+
  private:
-  void loop() {
+  void loop(int id) {
     std::uint64_t seen = 0;
     while (true) {
       const auto until = std::chrono::steady_clock::now() + kSpin;
@@ -114,6 +148,7 @@ class Pool {
         std::unique_lock<std::mutex> lock(mutex_);
         wake_.wait(lock, [&] { return generation_.load(std::memory_order_relaxed) != seen; });
         seen = generation_.load(std::memory_order_relaxed);
+        if (id >= keep_) return;              // shrink() let this worker go
         if (!job_ || wanted_ <= 0) continue;  // the loop is over or has its helpers
         --wanted_;
         job = job_;
@@ -128,15 +163,21 @@ class Pool {
   std::shared_ptr<Job> job_;
   std::atomic<std::uint64_t> generation_{0};  // changed under mutex_, read without it
   int wanted_ = 0;
+  int keep_ = std::numeric_limits<int>::max();  // workers with a larger id exit (shrink)
 };
 
 }  // namespace
 
 int get_num_threads() { return thread_count().load(std::memory_order_relaxed); }
 
-void set_num_threads(int n) {
-  HSSLIN_CHECK(n >= 1, "num_threads must be >= 1, got ", n);
-  thread_count().store(n, std::memory_order_relaxed);
+int max_num_threads() { return kThreadsPerCore * hardware_threads(); }
+
+void set_num_threads(Index n) {
+  HSSLIN_CHECK(n >= 1 && n <= max_num_threads(), "num_threads must be in [1, ", max_num_threads(),
+               "] (", kThreadsPerCore, " per hardware thread), got ", n);
+  thread_count().store(int(n), std::memory_order_relaxed);
+  // A loop uses n - 1 workers besides its caller: the others go.
+  Pool::instance().shrink(int(n) - 1);
 }
 
 namespace detail {

@@ -58,7 +58,7 @@ Graph graph_with_transpose(const SparsePattern& S, bool bipartite) {
             if (j >= c0 && j < c1) tidx[size_t(fill[size_t(j - c0)]++)] = std::int32_t(i);
           }
       },
-      parts > 1 && nnz > (1 << 16));
+      parts > 1 && worth_threading(double(nnz)));
   const Index nodes = bipartite ? m + n : m;
   const Index shift = bipartite ? m : 0;  // column j is node shift + j
   Graph g;
@@ -89,12 +89,45 @@ Graph graph_with_transpose(const SparsePattern& S, bool bipartite) {
   return g;
 }
 
+// Whether the pattern E (entries counted with their multiplicity) equals its
+// transpose, tested in one pass as a^T E b == a^T E^T b for random vectors
+// a, b of 64-bit integers (Freivalds' test; arithmetic mod 2^64): equal
+// when E = E^T, and unequal otherwise but with probability about 2^-63. A
+// false pass is caught in order_component. Per row i the test needs only
+// the sums of a and b over the row, so it costs two loads and two adds per
+// entry. A symmetric pattern that repeats (i, j) more often than (j, i)
+// fails, and is symmetrised.
+bool is_symmetric_pattern(const SparsePattern& S) {
+  auto mix = [](std::uint64_t z) {
+    z += 0x9e3779b97f4a7c15ULL;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+  };
+  std::vector<std::uint64_t> a(size_t(S.rows)), b(size_t(S.rows));
+  for (Index i = 0; i < S.rows; ++i) {
+    a[size_t(i)] = mix(std::uint64_t(2 * i));
+    b[size_t(i)] = mix(std::uint64_t(2 * i + 1));
+  }
+  std::uint64_t forward = 0, backward = 0;  // a^T E b and b^T E a = a^T E^T b
+  for (Index i = 0; i < S.rows; ++i) {
+    std::uint64_t sum_a = 0, sum_b = 0;
+    for (std::int64_t p = S.indptr[i]; p < S.indptr[i + 1]; ++p) {
+      sum_a += a[size_t(S.indices[p])];
+      sum_b += b[size_t(S.indices[p])];
+    }
+    forward += a[size_t(i)] * sum_b;
+    backward += b[size_t(i)] * sum_a;
+  }
+  return forward == backward;
+}
+
 Graph graph_of(const SparsePattern& S, bool symmetric_mode) {
   const Index m = S.rows;
   const auto* ptr = S.indptr;
   const auto* idx = S.indices;
   if (S.rows != S.cols) return graph_with_transpose(S, true);
-  if (symmetric_mode) {
+  if (symmetric_mode && is_symmetric_pattern(S)) {
     // Trusted symmetric: the pattern is the graph; no copy.
     Graph g;
     g.nodes = m;
@@ -188,19 +221,33 @@ CMResult cuthill_mckee_component(const Graph& g, Index root, std::vector<char>& 
 // probe) is kept; on a tie the later, more peripheral start. On a random
 // geometric graph of 200k nodes that is three passes: `low`, the
 // pseudo-peripheral node, and the probe that confirms it.
-void order_component(const Graph& g, Index low, std::vector<char>& numbered,
+//
+// On a symmetric graph every pass numbers the same nodes (the component).
+// Returns false, with `order` and `numbered` as they were before the call,
+// when a pass numbers others: the graph was not symmetric after all.
+bool order_component(const Graph& g, Index low, std::vector<char>& numbered,
                      std::vector<std::int32_t>& order, std::vector<std::uint64_t>& keys,
                      std::vector<std::int32_t>& best) {
   const auto first = std::ptrdiff_t(order.size());
   CMResult r = cuthill_mckee_component(g, low, numbered, order, keys);
   Index ecc = r.eccentricity, best_bandwidth = r.bandwidth;
   best.assign(order.begin() + first, order.end());
+  const size_t members = best.size();
+  auto forget_pass = [&] {  // un-numbers what the last pass numbered
+    for (auto q = order.begin() + first; q != order.end(); ++q) numbered[size_t(*q)] = 0;
+    order.resize(size_t(first));
+  };
   for (;;) {
     const Index x =
         min_degree_node(g, order.data() + r.last_begin, Index(order.size() - r.last_begin));
-    for (auto q = order.begin() + first; q != order.end(); ++q) numbered[size_t(*q)] = 0;
-    order.resize(size_t(first));
+    forget_pass();
     r = cuthill_mckee_component(g, x, numbered, order, keys);
+    bool same = order.size() - size_t(first) == members;
+    for (size_t q = 0; same && q < members; ++q) same = numbered[size_t(best[q])] != 0;
+    if (!same) {
+      forget_pass();
+      return false;
+    }
     if (r.bandwidth <= best_bandwidth) {
       best_bandwidth = r.bandwidth;
       best.assign(order.begin() + first, order.end());
@@ -210,6 +257,7 @@ void order_component(const Graph& g, Index low, std::vector<char>& numbered,
   }
   // The same nodes in every pass: the numbered flags already match `best`.
   std::copy(best.begin(), best.end(), order.begin() + first);
+  return true;
 }
 
 std::vector<Index> inverse_permutation(const Index* perm, Index n, const char* name) {
@@ -223,18 +271,10 @@ std::vector<Index> inverse_permutation(const Index* perm, Index n, const char* n
   return inv;
 }
 
-}  // namespace
-
-void validate_pattern(const SparsePattern& S) {
-  HSSLIN_CHECK(S.indptr != nullptr, "indptr is missing");
-  HSSLIN_CHECK(S.rows < (Index(1) << 31) - S.cols, "pattern too large: ", S.rows, "x", S.cols);
-  CSRMatrix<float>::validate(S.rows, S.cols, S.rows >= 0 ? S.indptr[S.rows] : 0, S.indices,
-                             S.indptr);
-}
-
-Ordering reverse_cuthill_mckee(const SparsePattern& S, bool symmetric_mode) {
-  validate_pattern(S);
-  const Graph g = graph_of(S, symmetric_mode);
+// The Cuthill-McKee order of every component of g, or an empty vector
+// when a component was numbered differently by two passes (g is then not
+// symmetric; see order_component).
+std::vector<std::int32_t> cuthill_mckee(const Graph& g) {
   std::vector<char> numbered(size_t(g.nodes), 0);
   std::vector<std::int32_t> order;
   order.reserve(size_t(g.nodes));
@@ -258,8 +298,28 @@ Ordering reverse_cuthill_mckee(const SparsePattern& S, bool symmetric_mode) {
       order.push_back(v);
       continue;
     }
-    order_component(g, v, numbered, order, keys, saved);
+    if (!order_component(g, v, numbered, order, keys, saved)) return {};
   }
+  return order;
+}
+
+}  // namespace
+
+void validate_pattern(const SparsePattern& S) {
+  HSSLIN_CHECK(S.indptr != nullptr, "indptr is missing");
+  HSSLIN_CHECK(S.rows < (Index(1) << 31) - S.cols, "pattern too large: ", S.rows, "x", S.cols);
+  CSRMatrix<float>::validate(S.rows, S.cols, S.rows >= 0 ? S.indptr[S.rows] : 0, S.indices,
+                             S.indptr);
+}
+
+Ordering reverse_cuthill_mckee(const SparsePattern& S, bool symmetric_mode) {
+  validate_pattern(S);
+  const Index nodes = S.rows == S.cols ? S.rows : S.rows + S.cols;
+  std::vector<std::int32_t> order = cuthill_mckee(graph_of(S, symmetric_mode));
+  if (Index(order.size()) != nodes)  // a pattern that only looked symmetric
+    order = cuthill_mckee(graph_with_transpose(S, false));
+  HSSLIN_ENSURE(Index(order.size()) == nodes, "reverse_cuthill_mckee: ordered ", order.size(),
+                " of ", nodes, " nodes");
   std::reverse(order.begin(), order.end());
   Ordering result;
   if (S.rows == S.cols) {

@@ -75,7 +75,7 @@ CSRMatrix<T> top_magnitude(const ConstRowMap<T>& W, double rho, bool per_row) {
     std::vector<std::int32_t> indices(static_cast<size_t>(m * kr));
     for (Index i = 0; i <= m; ++i) indptr[size_t(i)] = i * kr;
     const int threads = get_num_threads();
-    const Index chunks = double(m) * double(n) > 1e6 ? Index(threads) : 1;
+    const Index chunks = worth_threading(double(m) * double(n)) ? Index(threads) : 1;
     parallel_for(
         0, chunks,
         [&](Index c) {
@@ -108,7 +108,9 @@ CSRMatrix<T> top_magnitude(const ConstRowMap<T>& W, double rho, bool per_row) {
   return CSRMatrix<T>(m, n, std::move(values), std::move(indices), std::move(indptr));
 }
 
-template CSRMatrix<float> top_magnitude(const ConstRowMap<float>&, double, bool);
-template CSRMatrix<double> top_magnitude(const ConstRowMap<double>&, double, bool);
+#define HSSLIN_INSTANTIATE(T) \
+  template CSRMatrix<T> top_magnitude(const ConstRowMap<T>&, double, bool);
+HSSLIN_INSTANTIATE(float)
+HSSLIN_INSTANTIATE(double)
 
 }  // namespace hsslin

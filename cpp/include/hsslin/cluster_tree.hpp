@@ -28,8 +28,13 @@ class ClusterTree {
  public:
   ClusterTree() = default;
   ClusterTree(Index rows, Index cols, Index leaf_size);
-  /// Rebuilds a tree of given depth (used by load); checks consistency.
-  static ClusterTree with_levels(Index rows, Index cols, int levels);
+  /// Rebuilds a tree of given depth (used by load); checks that the depth is
+  /// at most depth(rows, cols, 1), the depth at which every leaf holds one index.
+  static ClusterTree with_levels(Index rows, Index cols, Index levels);
+  /// Levels below the root of the tree ClusterTree(rows, cols, leaf_size) builds.
+  static int depth(Index rows, Index cols, Index leaf_size);
+  /// Nodes of with_levels(rows, cols, levels), after checking the depth as it does.
+  static Index node_count(Index rows, Index cols, Index levels);
 
   Index rows() const { return rows_; }
   Index cols() const { return cols_; }

@@ -15,7 +15,10 @@
 /// The arrays are either owned (std::vector) or borrowed from memory kept
 /// alive by an opaque owner handle (the bindings use it to share numpy
 /// buffers without copying). Either way they are validated once, on
-/// construction, and are never written afterwards.
+/// construction, and are never written afterwards: a borrower must make sure
+/// nobody else writes the indices either (the bindings copy them unless
+/// another CSRMatrix owns them), as an index out of range makes a product
+/// read out of bounds.
 
 #include <cstdint>
 #include <memory>
@@ -23,7 +26,7 @@
 #include <vector>
 
 #include "hsslin/config.hpp"
-#include "hsslin/kernels.hpp"
+#include "hsslin/dense.hpp"
 
 namespace hsslin {
 
@@ -76,7 +79,9 @@ class CSRMatrix {
   void to_dense(T* out, bool transpose) const;
 
   /// Bytes stored: values + indices + row pointers + header (shape, nnz).
-  Index nbytes() const;
+  Index nbytes() const { return nbytes_for(rows_, nnz_); }
+  /// nbytes() of a CSR matrix with `rows` rows and `nnz` stored entries.
+  static Index nbytes_for(Index rows, Index nnz);
 
   std::string serialize() const;
   static CSRMatrix deserialize(const std::string& blob);

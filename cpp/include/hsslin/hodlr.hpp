@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "hsslin/cluster_tree.hpp"
-#include "hsslin/kernels.hpp"
+#include "hsslin/low_rank.hpp"
 #include "hsslin/options.hpp"
 #include "hsslin/parallel.hpp"
 
@@ -35,6 +35,19 @@ struct RowPanels {
   Matrix<T> rows_of(Index begin, Index count) const;
   const T* at_row(Index r) const { return data.data() + r * cols; }
 };
+
+/// Bytes a HODLR matrix over `tree` stores when its off-diagonal blocks have
+/// ranks `block_ranks` (block 2i: B12 of inner node i, 2i + 1: B21; -1: kept
+/// dense): every value, the tree's four range bounds per node, two extents
+/// and a dense flag per stored matrix, and a 64-byte header.
+/// HODLRMatrix::nbytes() is this count of the blocks it stores.
+Index hodlr_nbytes(const ClusterTree& tree, const std::vector<Index>& block_ranks,
+                   Index scalar_size);
+
+/// The block ranks HODLRMatrix::compress stores under `options`' rank
+/// schedule (options.rank() > 0): the scheduled rank of each block's level,
+/// kept to what the block allows (fixed_rank_layout, as compress does).
+std::vector<Index> hodlr_schedule_ranks(const ClusterTree& tree, const HODLROptions& options);
 
 /// \brief HODLR matrix over a ClusterTree.
 ///
@@ -95,6 +108,8 @@ class HODLRMatrix {
   template <bool Transpose, class XMap, class YMap>
   void apply_impl(const XMap& X, YMap& Y, const ProductHooks* hooks) const;
   static void check_structure(const ClusterTree& tree, const std::vector<Node>& nodes);
+  /// Multiplies every stored value by 2^e (a low-rank block's factors share it).
+  void scale_values(int e);
   /// Row counts of the leaves below node i, on the row side or the column side.
   std::vector<Index> segments(Index i, bool row_side) const;
   /// Block 2i + 0 (B12) or 2i + 1 (B21) of inner node i.

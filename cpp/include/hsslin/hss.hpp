@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "hsslin/cluster_tree.hpp"
-#include "hsslin/kernels.hpp"
+#include "hsslin/low_rank.hpp"
 #include "hsslin/options.hpp"
 #include "hsslin/parallel.hpp"
 
@@ -67,21 +67,42 @@ class HSSMatrix {
   void to_dense(T* out, bool transpose) const;
   /// Every stored byte: factor values, tree ranges, factor shapes, header.
   Index nbytes() const;
+  /// An upper bound on nbytes() of compress(A, options) for any rows x cols
+  /// A that is not stored dense (is_dense_fallback() false): the bytes with
+  /// every basis at the largest rank the cap (options.max_rank(), 0: none)
+  /// and its node allow. Counted by the same rule as nbytes().
+  static Index nbytes_bound(Index rows, Index cols, const HSSOptions& options);
   /// Rank of node i's row basis (U) and column basis (V); -1 at the root.
   Index row_rank(Index i) const;
   Index col_rank(Index i) const;
 
   std::string serialize() const;
   static HSSMatrix deserialize(const std::string& blob);
+  /// This matrix with every stored value converted to S: the same tree,
+  /// options, error estimate, sample count, symmetry and dense-fallback
+  /// flags. A float32 matrix applies float64 operands through its float64
+  /// cast (exact: every float32 value is a float64 value).
+  template <class S>
+  HSSMatrix<S> cast() const;
 
  private:
+  template <class>
+  friend class HSSMatrix;
   enum Factor { kD = 0, kU = 1, kV = 2, kB12 = 3, kB21 = 4 };
   struct Slot {
     Index offset = 0, rows = 0, cols = 0;
   };
+  /// Entries a factor of n entries takes in the arena: each starts on a
+  /// 64-byte boundary.
+  static Index padded(Index n) {
+    constexpr Index kAlign = 64 / Index(sizeof(T));
+    return (n + kAlign - 1) / kAlign * kAlign;
+  }
+  /// nbytes() of a matrix whose arena holds `arena_entries` over `nodes` nodes.
+  static Index storage_bytes(Index arena_entries, Index nodes);
   struct Build;
-  template <bool Transpose, class XMap, class YMap>
-  void apply_impl(const XMap& X, YMap& Y, const ProductHooks* hooks) const;
+  template <bool Transpose>
+  class Product;
   template <class XMap, class YMap>
   void apply_dense_transpose(const XMap& X, YMap& Y, const ProductHooks* hooks) const;
   /// Moves the factors into one contiguous array, laid out in the order the
@@ -89,6 +110,8 @@ class HSSMatrix {
   /// many small allocations.
   void pack(std::vector<Node>&& nodes);
   void set_dense(const ConstRowMap<T>& A);
+  /// Multiplies the stored values of A (D, B12, B21) by 2^e.
+  void scale_values(int e);
   /// Replaces every coupling by the least-squares one for the stored bases.
   void project_couplings(const ConstRowMap<T>& A);
   void check_structure() const;

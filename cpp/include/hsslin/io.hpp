@@ -72,6 +72,7 @@ class ByteReader {
     const auto count = get<std::int64_t>();
     HSSLIN_CHECK(count >= 0 && count <= max_count, "corrupted file: array of ", count,
                  " entries where at most ", max_count, " are possible");
+    require(count, sizeof(V), "array");
     std::vector<V> out(static_cast<size_t>(count));
     take(out.data(), static_cast<size_t>(count) * sizeof(V));
     return out;
@@ -82,9 +83,7 @@ class ByteReader {
     const auto c = get<std::int64_t>();
     HSSLIN_CHECK(r == rows && c == cols, "corrupted file: a ", r, "x", c, " block where ", rows,
                  "x", cols, " was expected");
-    Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic> M(r, c);
-    take(M.data(), static_cast<size_t>(r * c) * sizeof(T));
-    return M;
+    return read_matrix<T>(r, c);
   }
   /// A matrix whose shape is stored in the file, bounded by the caller.
   template <class T>
@@ -94,14 +93,32 @@ class ByteReader {
     const auto c = get<std::int64_t>();
     HSSLIN_CHECK(r >= 0 && c >= 0 && r <= max_rows && c <= max_cols, "corrupted file: a ", r, "x",
                  c, " block where at most ", max_rows, "x", max_cols, " fits");
-    Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic> M(r, c);
-    take(M.data(), static_cast<size_t>(r * c) * sizeof(T));
-    return M;
+    return read_matrix<T>(r, c);
+  }
+  /// Bytes not read yet.
+  Index remaining() const { return Index(end_ - pos_); }
+  /// Throws unless `count` items of at least `item_bytes` bytes each can
+  /// still follow: every size read from a file passes here before anything
+  /// of that size is allocated.
+  void require(Index count, size_t item_bytes, const char* what) const {
+    HSSLIN_CHECK(count >= 0 && (item_bytes == 0 || count <= remaining() / Index(item_bytes)),
+                 "corrupted file: ", count, " ", what, " entries of ", item_bytes,
+                 " bytes cannot fit the ", remaining(), " bytes left");
   }
   /// Throws unless every payload byte was consumed.
   void expect_end() const;
 
  private:
+  template <class T>
+  Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic> read_matrix(Index r, Index c) {
+    const Index item = Index(sizeof(T));  // r * item and r * c * item cannot overflow below
+    HSSLIN_CHECK(r == 0 || c == 0 || (r <= remaining() / item && c <= remaining() / (r * item)),
+                 "corrupted file: a ", r, "x", c, " block cannot fit the ", remaining(),
+                 " bytes left");
+    Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic> M(r, c);
+    take(M.data(), static_cast<size_t>(r * c) * sizeof(T));
+    return M;
+  }
   void take(void* out, size_t count);
   const std::string& blob_;
   size_t pos_ = 0, end_ = 0;

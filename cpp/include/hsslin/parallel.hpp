@@ -9,10 +9,28 @@
 
 namespace hsslin {
 
+/// Most threads per hardware thread set_num_threads accepts: more only
+/// oversubscribes the cores (each extra thread is an OS thread that waits).
+constexpr int kThreadsPerCore = 4;
+
 /// \brief Number of threads hsslin's kernels use (>= 1).
 int get_num_threads();
-/// \brief Sets the thread count; n < 1 throws.
-void set_num_threads(int n);
+/// \brief The largest count set_num_threads accepts: kThreadsPerCore times
+/// the hardware threads (HSSLIN_NUM_THREADS is clamped to it).
+int max_num_threads();
+/// \brief Sets the thread count; outside [1, max_num_threads()] throws.
+/// Lowering it stops and joins the pool's workers beyond the new count.
+void set_num_threads(Index n);
+
+/// Work below which a loop runs on one thread, in multiply-adds (or entries
+/// read once). Waking a worker costs tens of microseconds -- about what 2e5
+/// multiply-adds on streamed data take on one core -- and on a machine whose
+/// cores are busy (another library's spinning threads) it can cost far more.
+constexpr double kMinParallelWork = 2e5;
+
+/// \brief The one rule for whether a loop is worth threading: its total
+/// `work` (see kMinParallelWork) is at least kMinParallelWork.
+inline bool worth_threading(double work) { return work >= kMinParallelWork; }
 
 namespace detail {
 /// Runs body(i) for i in [begin, end) on the calling thread and the pool.

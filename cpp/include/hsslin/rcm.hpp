@@ -29,7 +29,9 @@ struct Ordering {
 /// Reverse Cuthill-McKee ordering.
 ///
 /// Square patterns are ordered on the graph of S + S^T, or of S itself when
-/// `symmetric_mode` is true (the caller vouches that S is symmetric);
+/// `symmetric_mode` is true and S is symmetric (a pass over the entries
+/// checks it; a pattern that is not is ordered on S + S^T as without
+/// `symmetric_mode`, so the result is always a permutation);
 /// self-loops and duplicate entries are ignored. Rectangular m x n patterns
 /// are ordered on the bipartite graph of rows and columns (m + n nodes) and
 /// give separate row and column orders. Each connected component is

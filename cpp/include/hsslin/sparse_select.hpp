@@ -4,7 +4,7 @@
 
 #include "hsslin/config.hpp"
 #include "hsslin/csr.hpp"
-#include "hsslin/kernels.hpp"
+#include "hsslin/dense.hpp"
 
 namespace hsslin {
 
