@@ -59,10 +59,11 @@ def _scaled_error(D, A, k):
 def _exact_scales(A):
     """Exponents k for which 2^k A is exact and its dense form can be multiplied out.
 
-    No entry falls below the normal range, and its dense form can be multiplied out (an entry is a sum of up to max(m, n) products
-    of factors, each at most a few times the largest entry: log2(max(m, n)) + 4 bits of
-    headroom below overflow), reaching far outside the range where sums of squares are
-    safe (float32: |k| > 32, float64: |k| > 256).
+    No entry falls below the normal range, and in the dense form an entry is a sum
+    of up to max(m, n) products of factors, each at most a few times the largest
+    entry (log2(max(m, n)) + 4 bits of headroom below overflow). They reach far
+    outside the range where sums of squares are safe (float32: |k| > 32, float64:
+    |k| > 256).
     """
     info = np.finfo(A.dtype)
     smallest = np.frexp(np.abs(A[A != 0]).min())[1]  # |a| in [2^(e-1), 2^e)
