@@ -113,9 +113,9 @@ def test_layout_hierarchical_shapes(m, n, leaf, dtype, hss, seed):
 @given(
     m=dims(90), n=dims(90), dtype=dtypes, density=st.sampled_from([0.0, 0.03, 0.3]), seed=st.integers(0, 3)
 )
-def test_layout_sparse_plus_shapes(m, n, dtype, sparsity, seed):
+def test_layout_sparse_plus_shapes(m, n, dtype, density, seed):
     W = weight_like(m, n, dtype, seed)
-    A = hsslin.SparsePlusHSS.from_dense(W, density=sparsity, rank=2, leaf_size=8, seed=seed)
+    A = hsslin.SparsePlusHSS.from_dense(W, density=density, rank=2, leaf_size=8, seed=seed)
     _check_layout(A, np.random.default_rng(seed), columns=(None, 2))
 
 
