@@ -1,5 +1,8 @@
-"""Root pytest configuration: skip collecting the torch adapter's modules for
-doctests when torch (an optional extra) is not installed."""
+"""Root pytest configuration.
+
+Skips collecting the torch adapter's modules for doctests when torch (an
+optional extra) is not installed.
+"""
 
 import importlib.util
 

@@ -42,7 +42,7 @@ def operators(n: int):
     K = np.exp(-np.abs(x[:, None] - x[None, :]) / 0.2).astype(np.float32)
     W = ((rng.standard_normal((n, n)) + 0.3 * rng.standard_t(2, (n, n))) / np.sqrt(n)).astype(np.float32)
     yield "HODLR, kernel, tol 1e-5", hsslin.HODLRMatrix.from_dense(K, tol=1e-5)
-    yield "CSR, 5% of a weight matrix", hsslin.CSRMatrix.from_dense(W, sparsity=0.05)
+    yield "CSR, 5% of a weight matrix", hsslin.CSRMatrix.from_dense(W, density=0.05)
     half = W.nbytes // 2
     yield "sparse+hodlr+rcm, weights, 50% bytes", hsslin.compress(W, "sparse+hodlr+rcm", budget_bytes=half)
     yield "low rank 64, weights", hsslin.LowRankMatrix.from_dense(W, rank=64)

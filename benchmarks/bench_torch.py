@@ -43,7 +43,7 @@ LATENCY_METHODS = ("svd", "hodlr", "sparse+hodlr+rcm")
 
 
 def synthetic_weight(n: int, alpha: float = 0.6, seed: int = 0) -> np.ndarray:
-    """n x n float32 with singular values (1+k)^-alpha and random orthogonal factors."""
+    """N x n float32 with singular values (1+k)^-alpha and random orthogonal factors."""
     rng = np.random.default_rng(seed)
     U, _ = np.linalg.qr(rng.standard_normal((n, n)))
     V, _ = np.linalg.qr(rng.standard_normal((n, n)))

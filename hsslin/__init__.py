@@ -10,6 +10,7 @@ Compress a dense matrix into a hierarchical form and apply it fast:
 True
 """
 
+from . import cuda  # pure Python; the CUDA extension loads on first use
 from ._compress import METHODS, compress
 from ._hierarchical import HODLRMatrix, HSSMatrix
 from ._io import load
@@ -38,11 +39,12 @@ __all__ = [
     "set_num_threads",
     "get_num_threads",
     "simd_path",
+    "cuda",
 ]
 
 
 def set_num_threads(n: int) -> None:
-    """Sets the number of threads hsslin's kernels use.
+    """Set the number of threads hsslin's kernels use.
 
     The initial value comes from the environment variable
     ``HSSLIN_NUM_THREADS``, else the number of CPUs. Small products run on
@@ -61,7 +63,7 @@ def set_num_threads(n: int) -> None:
 
 
 def get_num_threads() -> int:
-    """Returns the number of threads hsslin's kernels use."""
+    """Return the number of threads hsslin's kernels use."""
     return int(_core.get_num_threads())
 
 

@@ -120,24 +120,32 @@ def _existing_file(text: str) -> str:
     return text
 
 
-def _model_folder(text: str) -> str:
+def _folder_holding(text: str, marker: str, what: str, missing: str, not_it: str) -> str:
+    """`text` if it names a folder holding `marker`; else a one-line argparse error."""
     if os.path.isfile(text):
-        raise argparse.ArgumentTypeError(f"{text!r} is a file, not a model folder")
+        raise argparse.ArgumentTypeError(f"{text!r} is a file, not {what}")
     if not os.path.isdir(text):
-        raise argparse.ArgumentTypeError(f"model folder {text!r} does not exist")
-    if not os.path.isfile(os.path.join(text, "config.json")):
-        raise argparse.ArgumentTypeError(f"{text!r} has no config.json: not a Hugging Face model folder")
+        raise argparse.ArgumentTypeError(missing)
+    if not os.path.isfile(os.path.join(text, marker)):
+        raise argparse.ArgumentTypeError(f"{text!r} has no {marker}: {not_it}")
     return text
+
+
+def _model_folder(text: str) -> str:
+    return _folder_holding(
+        text,
+        "config.json",
+        "a model folder",
+        f"model folder {text!r} does not exist",
+        "not a Hugging Face model folder",
+    )
 
 
 def _compressed_folder(text: str) -> str:
-    if os.path.isfile(text):
-        raise argparse.ArgumentTypeError(f"{text!r} is a file, not a folder written by 'hsslin compress'")
-    if not os.path.isdir(text):
-        raise argparse.ArgumentTypeError(f"{text!r}: no such folder")
-    if not os.path.isfile(os.path.join(text, "manifest.json")):
-        raise argparse.ArgumentTypeError(f"{text!r} has no manifest.json: not written by 'hsslin compress'")
-    return text
+    what = "a folder written by 'hsslin compress'"
+    return _folder_holding(
+        text, "manifest.json", what, f"{text!r}: no such folder", "not written by 'hsslin compress'"
+    )
 
 
 def _out_folder(text: str) -> str:
@@ -291,7 +299,7 @@ def kernel_demo(args: argparse.Namespace) -> int:
 _METHOD_HELP = f"a method of hsslin.compress: {', '.join(METHODS)} (default {_defaults.METHOD})"
 _BUDGET_HELP = (
     f"share of the targets' dense bytes the compressed layers may store, in (0, 1] "
-    f"(default {_defaults.BUDGET:g} unless --sparsity/--rank/--tol are given)"
+    f"(default {_defaults.BUDGET:g} unless --density/--rank/--tol are given)"
 )
 _THREADS_HELP = (
     "threads for torch, OpenBLAS and hsslin (default auto: the CPUs the load average leaves idle, "
@@ -346,8 +354,10 @@ def _add_compress(sub) -> None:
     )
     _add_model_options(p, calibration=True)
     p.add_argument(
-        "--sparsity", type=_density, default=None, help="explicit share of entries kept sparse, in [0, 1)"
+        "--density", type=_density, default=None, help="explicit share of entries kept sparse, in [0, 1)"
     )
+    # The deprecated old name of --density, kept working but no longer listed.
+    p.add_argument("--sparsity", dest="density", type=_density, default=None, help=argparse.SUPPRESS)
     p.add_argument(
         "--rank", type=_at_least(1), default=None, help="explicit rank (svd) or outer rank (hodlr)"
     )
@@ -458,7 +468,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Runs the ``hsslin`` command line; returns the exit status."""
+    """Run the ``hsslin`` command line; returns the exit status."""
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

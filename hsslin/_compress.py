@@ -10,7 +10,7 @@ from ._hierarchical import HODLRMatrix, HSSMatrix
 from ._lowrank import LowRankMatrix, SparsePlusLowRank
 from ._sparse import CSRMatrix
 from ._sparse_plus import PERMUTATION_DTYPE, SparsePlusHSS
-from ._validation import as_float_matrix, check_int, check_rank_decay
+from ._validation import as_float_matrix, check_density, check_int, check_rank_decay
 
 METHODS = (
     "svd",
@@ -40,16 +40,16 @@ def hodlr_nbytes(m, n, leaf_size, rank, rank_decay, min_rank, itemsize) -> int:
 def _max_nnz(m: int, n: int, budget: int, itemsize: int) -> int:
     """Largest nnz (at most all m * n entries) whose CSR matrix fits `budget` bytes.
 
-    Bytes are affine in nnz. :func:`_sparsity_for` turns the count into a
-    sparsity below 1 that keeps exactly that many, all m * n included.
+    Bytes are affine in nnz. :func:`_density_for` turns the count into a
+    density below 1 that keeps exactly that many, all m * n included.
     """
     base = _csr_nbytes(m, 0, itemsize)
     per = _csr_nbytes(m, 1, itemsize) - base
     return max(0, min(m * n, (budget - base) // per))
 
 
-def _sparsity_for(nnz: int, m: int, n: int) -> float:
-    """A sparsity that keeps exactly `nnz` entries: ceil(rho * m * n) = nnz for rho just below nnz / (m n)."""
+def _density_for(nnz: int, m: int, n: int) -> float:
+    """A density that keeps exactly `nnz` entries: ceil(rho * m * n) = nnz for rho just below nnz / (m n)."""
     return nnz / (m * n) * (1 - 1e-12)
 
 
@@ -67,7 +67,7 @@ def _max_hodlr_rank(m, n, budget, itemsize, leaf_size, rank_decay, min_rank) -> 
 
 
 def _too_small(method: str, minimum: int, budget: int):
-    """Raises the ValueError for a budget below `minimum`, the bytes of the smallest form built or counted."""
+    """Raise the ValueError for a budget below `minimum`, the bytes of the smallest form built or counted."""
     if minimum <= budget:  # a claim the caller could refute: a bug, never a user's mistake
         raise RuntimeError(
             f"hsslin bug: method {method!r} found nothing within budget_bytes={budget}, yet its smallest "
@@ -127,7 +127,7 @@ def _fit_hss(W, budget, method, leaf_size, seed, sparse_part=None, rcm=False, rc
             return HSSMatrix.from_dense(W, tol=1e-6, max_rank=max_rank, leaf_size=leaf_size, seed=seed)
         return SparsePlusHSS.from_dense(
             W,
-            sparsity=sparse_part,
+            density=sparse_part,
             tol=1e-6,
             max_rank=max_rank,
             leaf_size=leaf_size,
@@ -164,11 +164,11 @@ def compress(W, method: str = "sparse+hodlr+rcm", budget_bytes: int | None = Non
         ``"svd"`` (truncated SVD, parameter `rank`; with `input_gram` =
         X^T X of calibration inputs, activation-aware: it minimises the
         output error ``||(W - A) X^T||_F``), ``"sparse"`` (magnitude
-        pruning, `sparsity`), ``"sparse+svd"`` (`sparsity`, `rank`,
+        pruning, `density`), ``"sparse+svd"`` (`density`, `rank`,
         `iterations` > 1 for OATS-style alternation), ``"hodlr"`` (`rank`
         schedule with `rank_decay`, or `tol`), ``"hss"`` (`tol`),
-        ``"sparse+hodlr"``, ``"sparse+hodlr+rcm"`` (`sparsity`, `rank`,
-        `rank_decay`, `rcm_pattern`), ``"sparse+hss+rcm"`` (`sparsity`, `tol`).
+        ``"sparse+hodlr"``, ``"sparse+hodlr+rcm"`` (`density`, `rank`,
+        `rank_decay`, `rcm_pattern`), ``"sparse+hss+rcm"`` (`density`, `tol`).
         Every method also takes `leaf_size` where it applies and `seed`.
     budget_bytes : int, optional
         When given, the method chooses its own parameters so that
@@ -205,6 +205,8 @@ def compress(W, method: str = "sparse+hodlr+rcm", budget_bytes: int | None = Non
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
     W = as_float_matrix(W, "W")
+    if "sparsity" in params:  # the deprecated name of density
+        params["density"] = check_density(params.pop("density", None), params.pop("sparsity"))
     leaf_size = check_int(params.pop("leaf_size", 64), "leaf_size", 1)
     seed = params.pop("seed", 0)
     rank_decay = check_rank_decay(params.pop("rank_decay", 0.5))
@@ -236,7 +238,7 @@ def _compress_to_budget(W, method, budget, leaf_size, seed, rank_decay, min_rank
         nnz = _max_nnz(m, n, budget, s)
         if nnz < 1:
             _too_small(method, _csr_nbytes(m, 1, s), budget)
-        return CSRMatrix.from_dense(W, sparsity=_sparsity_for(nnz, m, n))
+        return CSRMatrix.from_dense(W, density=_density_for(nnz, m, n))
     if method == "hodlr":
         r = _max_hodlr_rank(m, n, budget, s, leaf_size, rank_decay, min_rank)
         if r < 1:
@@ -257,9 +259,12 @@ def _compress_to_budget(W, method, budget, leaf_size, seed, rank_decay, min_rank
     perm_bytes = (m + n) * PERMUTATION_DTYPE.itemsize if rcm else 0  # row and column orders
 
     def split(nnz):
-        """(The split with `nnz` sparse entries and the largest low-rank part that fits, or
-        None; the bytes of the smallest split with `nnz` sparse entries.)"""
-        sparsity = _sparsity_for(nnz, m, n)
+        """Split the budget with `nnz` sparse entries.
+
+        Returns the split with the largest low-rank part that fits (or None),
+        and the bytes of the smallest split with `nnz` sparse entries.
+        """
+        density = _density_for(nnz, m, n)
         sparse = _csr_nbytes(m, nnz, s)
         rest = budget - sparse
         if method == "sparse+svd":
@@ -268,7 +273,7 @@ def _compress_to_budget(W, method, budget, leaf_size, seed, rank_decay, min_rank
             if r < 1:
                 return None, smallest
             op = SparsePlusLowRank.from_dense(
-                W, sparsity=sparsity, rank=min(r, min(m, n)), iterations=iterations
+                W, density=density, rank=min(r, min(m, n)), iterations=iterations
             )
             return op, smallest
         if method in ("sparse+hodlr", "sparse+hodlr+rcm"):
@@ -278,7 +283,7 @@ def _compress_to_budget(W, method, budget, leaf_size, seed, rank_decay, min_rank
                 return None, smallest
             op = SparsePlusHSS.from_dense(
                 W,
-                sparsity=sparsity,
+                density=density,
                 rank=r,
                 rank_decay=rank_decay,
                 min_rank=min_rank,
@@ -289,7 +294,7 @@ def _compress_to_budget(W, method, budget, leaf_size, seed, rank_decay, min_rank
             )
             return op, smallest
         return _fit_hss(
-            W, budget, method, leaf_size, seed, sparse_part=sparsity, rcm=True, rcm_pattern=rcm_pattern
+            W, budget, method, leaf_size, seed, sparse_part=density, rcm=True, rcm_pattern=rcm_pattern
         )
 
     shares = sorted({_max_nnz(m, n, int(budget * share), s) for share in _SPLITS} - {0})
@@ -313,13 +318,13 @@ def _compress_with_params(W, method, leaf_size, seed, rank_decay, min_rank, para
 
     allowed = {
         "svd": {"rank", "input_gram"},
-        "sparse": {"sparsity", "per_row"},
-        "sparse+svd": {"sparsity", "rank", "iterations", "per_row"},
+        "sparse": {"density", "per_row"},
+        "sparse+svd": {"density", "rank", "iterations", "per_row"},
         "hodlr": {"rank", "tol", "max_rank", "power_iterations"},
         "hss": {"tol", "max_rank"},
-        "sparse+hodlr": {"sparsity", "rank", "tol", "max_rank"},
-        "sparse+hodlr+rcm": {"sparsity", "rank", "tol", "max_rank", "rcm_pattern"},
-        "sparse+hss+rcm": {"sparsity", "tol", "max_rank", "rcm_pattern"},
+        "sparse+hodlr": {"density", "rank", "tol", "max_rank"},
+        "sparse+hodlr+rcm": {"density", "rank", "tol", "max_rank", "rcm_pattern"},
+        "sparse+hss+rcm": {"density", "tol", "max_rank", "rcm_pattern"},
     }[method]
     unknown = set(params) - allowed
     if unknown:
@@ -331,10 +336,10 @@ def _compress_with_params(W, method, leaf_size, seed, rank_decay, min_rank, para
         need("rank")
         return LowRankMatrix.from_dense(W, **params)
     if method == "sparse":
-        need("sparsity")
+        need("density")
         return CSRMatrix.from_dense(W, **params)
     if method == "sparse+svd":
-        need("sparsity", "rank")
+        need("density", "rank")
         return SparsePlusLowRank.from_dense(W, **params)
     if method == "hodlr":
         return HODLRMatrix.from_dense(
@@ -342,7 +347,7 @@ def _compress_with_params(W, method, leaf_size, seed, rank_decay, min_rank, para
         )
     if method == "hss":
         return HSSMatrix.from_dense(W, leaf_size=leaf_size, seed=seed, **params)
-    need("sparsity")
+    need("density")
     hierarchy = "hss" if "hss" in method else "hodlr"
     return SparsePlusHSS.from_dense(
         W,

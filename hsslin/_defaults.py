@@ -25,7 +25,7 @@ from . import METHODS
 #: The method of :func:`hsslin.compress` used when none is given.
 METHOD = "svd"
 #: Share of the targets' dense bytes kept when neither a budget nor explicit
-#: parameters (sparsity, rank, tol) are given.
+#: parameters (density, rank, tol) are given.
 BUDGET = 0.5
 #: Which layers are compressed: the attention projections (see ``QKV_NAMES``).
 TARGETS = "qkv"
@@ -46,7 +46,7 @@ MEASURED = {"model": "all-MiniLM-L6-v2", "budget": 0.5, "mean_cosine": 0.950, "m
 AUTO = "auto"
 ALLOCATIONS = ("uniform", "global")
 #: Keyword parameters that replace a budget.
-EXPLICIT = ("sparsity", "rank", "tol")
+EXPLICIT = ("density", "rank", "tol")
 
 
 def calibration_for(method: str) -> str | None:

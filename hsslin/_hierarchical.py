@@ -69,7 +69,7 @@ class _Hierarchical(LinearOperatorMixin, Persistent):
         return self._impl.to_dense(transpose)
 
     def copy(self):
-        """Returns an independent deep copy."""
+        """Return an independent deep copy."""
         return type(self)(self._impl.copy())
 
     __copy__ = copy
@@ -208,6 +208,26 @@ class HSSMatrix(_Hierarchical):
     def symmetric(self) -> bool:
         """True when the input was exactly symmetric (sampling was shared)."""
         return bool(self._impl.symmetric)
+
+    def parts(self) -> list[dict]:
+        """Copies of every stored factor, node by node in heap order (for adapters).
+
+        Each node's dict holds ``D`` (leaves: the diagonal block), ``U`` and ``V``
+        (leaves: the bases; inner nodes: the transfer matrices, so that
+        ``U_i = diag(U_a, U_b) @ U``; empty at the root) and ``B12``, ``B21``
+        (inner nodes: ``A[I_a, J_b] ~= U_a B12 V_b^T``, ``A[I_b, J_a] ~= U_b B21 V_a^T``);
+        a factor a node does not have is an empty array.
+
+        Examples
+        --------
+        >>> import numpy as np, hsslin
+        >>> x = np.linspace(0, 1, 200)
+        >>> H = hsslin.HSSMatrix.from_dense(np.exp(-np.abs(x[:, None] - x)), tol=1e-6, leaf_size=50)
+        >>> parts = H.parts()
+        >>> len(parts) == 2 ** (H.levels + 1) - 1, parts[-1]["D"].shape
+        (True, (50, 50))
+        """
+        return self._impl.parts()
 
     @property
     def is_dense(self) -> bool:
@@ -361,7 +381,7 @@ class HODLRMatrix(_Hierarchical):
         return float(self._impl.rank_decay)
 
     def parts(self) -> list[dict]:
-        """Copies of every stored factor, node by node in heap order (for adapters)."""
+        """Copy of every stored factor, node by node in heap order (for adapters)."""
         return self._impl.parts()
 
     def _as_float64(self):

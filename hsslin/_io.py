@@ -1,10 +1,10 @@
-"""hsslin's file format: the header, the kind table, the container layout, save and load.
+r"""hsslin's file format: the header, the kind table, the container layout, save and load.
 
 Every file (and every pickle, which holds the same bytes) starts with one
 40-byte little-endian header::
 
     offset  size  field
-         0     8  magic b"HSSLIN\\0\\n"
+         0     8  magic b"HSSLIN\0\n"
          8     4  format version (1)
         12     4  object kind (the Kind table below)
         16     4  scalar size: 4 (float32) or 8 (float64)
@@ -95,7 +95,7 @@ def _register(codec: _Codec) -> None:
 
 
 def register_core(kind: Kind, cls: type, impls: dict) -> None:
-    """Registers a class whose payload the C++ core writes.
+    """Register a class whose payload the C++ core writes.
 
     `cls` wraps a C++ object (``op._impl``, with ``serialize()``) and has a
     classmethod ``_from_impl(impl)``; `impls` maps each dtype to the C++
@@ -107,7 +107,7 @@ def register_core(kind: Kind, cls: type, impls: dict) -> None:
 def register_container(
     kind: Kind, cls: type, *, arrays=(), optional_arrays=(), parts: dict | None = None
 ) -> None:
-    """Registers a class stored as a container of arrays and nested objects.
+    """Register a class stored as a container of arrays and nested objects.
 
     `cls` implements ``_container_parts() -> (arrays, parts, meta)`` (dicts of
     ndarrays, of hsslin objects, and a JSON-able dict) and a classmethod
@@ -167,7 +167,7 @@ def _encode(obj, depth: int) -> bytes:
 
 
 def save(obj, path) -> None:
-    """Writes `obj` to `path` atomically: a temporary file in the same directory, then a rename.
+    """Write `obj` to `path` atomically: a temporary file in the same directory, then a rename.
 
     A reader never sees a half-written file, and a failed write leaves an
     existing file at `path` as it was.
@@ -198,7 +198,7 @@ class Persistent:
     Examples
     --------
     >>> import copy, os, pickle, tempfile, numpy as np, hsslin
-    >>> S = hsslin.CSRMatrix.from_dense([[0.0, 2.0], [3.0, 0.0]], sparsity=0.5)
+    >>> S = hsslin.CSRMatrix.from_dense([[0.0, 2.0], [3.0, 0.0]], density=0.5)
     >>> path = os.path.join(tempfile.mkdtemp(), "S.hsslin")
     >>> S.save(path)
     >>> hsslin.CSRMatrix.load(path).to_dense()
@@ -213,12 +213,12 @@ class Persistent:
         return to_bytes(self)
 
     def save(self, path) -> None:
-        """Writes this object to `path` (atomically; read it back with ``hsslin.load``)."""
+        """Write this object to `path` (atomically; read it back with ``hsslin.load``)."""
         save(self, path)
 
     @classmethod
     def load(cls, path):
-        """Reads an object written by :meth:`save`; ValueError unless `path` holds one of this class."""
+        """Read an object written by :meth:`save`; ValueError unless `path` holds one of this class."""
         obj = load(path)
         if not isinstance(obj, cls):
             raise ValueError(f"{os.fspath(path)} holds a {type(obj).__name__}, not a {cls.__name__}")
@@ -242,7 +242,7 @@ class Header:
 
 
 def read_header(data) -> Header:
-    """Checks every header field of `data` (not the payload); ValueError on any inconsistency."""
+    """Check every header field of `data` (not the payload); ValueError on any inconsistency."""
     if len(data) < HEADER.size or bytes(data[:8]) != MAGIC:
         raise ValueError("not an hsslin file (bad magic number or shorter than the header)")
     _, version, kind, scalar, reserved, length, checksum = HEADER.unpack_from(data)
@@ -268,7 +268,7 @@ def read_header(data) -> Header:
 
 
 def from_bytes(data):
-    """Decodes the bytes of :func:`to_bytes` (or a file's contents); ValueError if damaged.
+    """Decode the bytes of :func:`to_bytes` (or a file's contents); ValueError if damaged.
 
     Examples
     --------
@@ -299,7 +299,7 @@ def _decode(data, depth: int):
 
 
 def load(path):
-    """Reads any object written by ``save`` and checks its version, checksum and layout.
+    """Read any object written by ``save`` and checks its version, checksum and layout.
 
     Raises ValueError for a file that is not an hsslin file, is truncated or
     corrupted, or was written by a newer format version.

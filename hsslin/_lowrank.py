@@ -7,7 +7,7 @@ import numpy as np
 from ._io import Kind, Persistent, register_container
 from ._operator import LinearOperatorMixin
 from ._sparse import CSRMatrix
-from ._validation import as_float_matrix, check_int
+from ._validation import as_float_matrix, check_density, check_int
 
 _HEADER_BYTES = 64  # shape, rank, dtype and format header of a saved LowRankMatrix
 
@@ -20,7 +20,7 @@ def truncated_svd(W: np.ndarray, rank: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def check_input_gram(G, n: int) -> np.ndarray:
-    """Validates an input Gram matrix ``X^T X`` (n x n, finite, symmetric); float64 copy."""
+    """Validate an input Gram matrix ``X^T X`` (n x n, finite, symmetric); float64 copy."""
     G = np.asarray(G)
     if G.dtype.kind not in "fiu":
         raise TypeError(f"input_gram must be a real matrix, got dtype {G.dtype}")
@@ -196,7 +196,7 @@ class SparsePlusLowRank(LinearOperatorMixin, Persistent):
     >>> rng = np.random.default_rng(0)
     >>> W = np.outer(rng.standard_normal(50), rng.standard_normal(40))
     >>> W[3, 7] += 100.0
-    >>> A = hsslin.SparsePlusLowRank.from_dense(W, sparsity=0.0005, rank=1, iterations=6)
+    >>> A = hsslin.SparsePlusLowRank.from_dense(W, density=0.0005, rank=1, iterations=6)
     >>> bool(A.relative_error(W) < 1e-10)
     True
     """
@@ -222,15 +222,23 @@ class SparsePlusLowRank(LinearOperatorMixin, Persistent):
 
     @classmethod
     def from_dense(
-        cls, W, sparsity: float, rank: int, iterations: int = 1, per_row: bool = False
+        cls,
+        W,
+        density: float | None = None,
+        rank: int | None = None,
+        iterations: int = 1,
+        per_row: bool = False,
+        *,
+        sparsity: float | None = None,
     ) -> SparsePlusLowRank:
         """Alternating projections: `iterations` rounds of top-magnitude S and rank-`rank` SVD of W - S.
 
         Parameters
         ----------
         W : array_like (m, n)
-        sparsity : float in [0, 1)
-            Share of entries kept in S (``ceil(sparsity * m * n)``).
+        density : float in [0, 1)
+            Share of entries kept in S (``ceil(density * m * n)``); formerly
+            ``sparsity=``, still accepted with a DeprecationWarning.
         rank : int >= 1 (at most min(m, n) is used)
         iterations : int >= 1
         per_row : bool
@@ -240,17 +248,20 @@ class SparsePlusLowRank(LinearOperatorMixin, Persistent):
         --------
         >>> import numpy as np, hsslin
         >>> W = np.diag([10.0, 1, 1, 1]) + 1.0
-        >>> A = hsslin.SparsePlusLowRank.from_dense(W, sparsity=0.25, rank=1, iterations=3)
+        >>> A = hsslin.SparsePlusLowRank.from_dense(W, density=0.25, rank=1, iterations=3)
         >>> A.S.nnz, A.L.rank
         (4, 1)
         """
         W = as_float_matrix(W, "W")
+        density = check_density(density, sparsity)
+        if rank is None:
+            raise TypeError("rank (of the low-rank part, >= 1) is required")
         rank = min(check_int(rank, "rank", 1), min(W.shape))
         iterations = check_int(iterations, "iterations", 1)
-        S = CSRMatrix.from_dense(W, sparsity=sparsity, per_row=per_row)
+        S = CSRMatrix.from_dense(W, density=density, per_row=per_row)
         L = LowRankMatrix(*truncated_svd(W - S.to_dense(), rank))
         for _ in range(iterations - 1):
-            S = CSRMatrix.from_dense(W - L.to_dense(), sparsity=sparsity, per_row=per_row)
+            S = CSRMatrix.from_dense(W - L.to_dense(), density=density, per_row=per_row)
             L = LowRankMatrix(*truncated_svd(W - S.to_dense(), rank))
         return cls(S, L)
 

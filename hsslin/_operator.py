@@ -30,6 +30,10 @@ import numpy as np
 
 from ._validation import as_float_matrix, as_matrix_operand, as_operand, as_vector_operand
 
+# Device kinds ``to`` can move an operator to: hsslin.cuda registers "cuda"
+# (imported by hsslin/__init__.py; it loads its extension only when used).
+DEVICE_BACKENDS: dict = {}
+
 
 class LinearOperatorMixin:
     """Products, transposes and scipy interoperability for a compressed matrix.
@@ -69,7 +73,7 @@ class LinearOperatorMixin:
         return self._apply_any(check(x, m if transpose else n, self.dtype, name), transpose)
 
     def _apply_any(self, x: np.ndarray, transpose: bool) -> np.ndarray:
-        """Applies to a validated operand of any dtype :func:`as_operand` returns."""
+        """Apply to a validated operand of any dtype :func:`as_operand` returns."""
         if x.dtype == self.dtype:
             return self._apply(x, transpose)
         if x.dtype.kind == "c":
@@ -88,7 +92,7 @@ class LinearOperatorMixin:
         return wide
 
     def matvec(self, x) -> np.ndarray:
-        """Returns ``A @ x`` for x of shape (n,) or (n, 1) (scipy's contract).
+        """Return ``A @ x`` for x of shape (n,) or (n, 1) (scipy's contract).
 
         Several columns raise ValueError (use :meth:`matmat` or ``@``).
 
@@ -106,7 +110,7 @@ class LinearOperatorMixin:
         return self._product(x, False, as_vector_operand)
 
     def rmatvec(self, x) -> np.ndarray:
-        """Returns ``A.T @ x`` for x of shape (m,) or (m, 1) (real matrices: the adjoint).
+        """Return ``A.T @ x`` for x of shape (m,) or (m, 1) (real matrices: the adjoint).
 
         Examples
         --------
@@ -118,7 +122,7 @@ class LinearOperatorMixin:
         return self._product(x, True, as_vector_operand)
 
     def matmat(self, X) -> np.ndarray:
-        """Returns ``A @ X`` for X of shape (n, k), row- or column-major (the result keeps the order).
+        """Return ``A @ X`` for X of shape (n, k), row- or column-major (the result keeps the order).
 
         Examples
         --------
@@ -131,7 +135,7 @@ class LinearOperatorMixin:
         return self._product(X, False, as_matrix_operand, "X")
 
     def rmatmat(self, X) -> np.ndarray:
-        """Returns ``A.T @ X`` for X of shape (m, k).
+        """Return ``A.T @ X`` for X of shape (m, k).
 
         Examples
         --------
@@ -144,7 +148,7 @@ class LinearOperatorMixin:
         return self._product(X, True, as_matrix_operand, "X")
 
     def dot(self, x) -> np.ndarray:
-        """Returns ``A @ x`` (x of shape (n,) or (n, k)).
+        """Return ``A @ x`` (x of shape (n,) or (n, k)).
 
         Examples
         --------
@@ -191,8 +195,26 @@ class LinearOperatorMixin:
         return self.T
 
     # -- conversions ----------------------------------------------------
+    def to(self, device):
+        """The operator on `device`: ``"cpu"`` (itself) or ``"cuda"``, ``"cuda:N"`` (see :mod:`hsslin.cuda`).
+
+        Examples
+        --------
+        >>> import numpy as np, hsslin
+        >>> L = hsslin.LowRankMatrix(np.ones((3, 1)), np.ones((2, 1)))
+        >>> L.to("cpu") is L
+        True
+        """
+        kind = str(device).partition(":")[0]
+        if kind == "cpu":
+            return self
+        backend = DEVICE_BACKENDS.get(kind)
+        if backend is None:
+            raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+        return backend(self, device)
+
     def to_dense(self) -> np.ndarray:
-        """Returns the represented matrix as a dense C-ordered array."""
+        """Return the represented matrix as a dense C-ordered array."""
         return self._dense(False)
 
     def toarray(self) -> np.ndarray:
@@ -200,7 +222,7 @@ class LinearOperatorMixin:
         return self.to_dense()
 
     def aslinearoperator(self):
-        """Returns a ``scipy.sparse.linalg.LinearOperator`` backed by this object.
+        """Return a ``scipy.sparse.linalg.LinearOperator`` backed by this object.
 
         Examples
         --------
@@ -234,7 +256,7 @@ class LinearOperatorMixin:
         return self.dense_nbytes / self.nbytes
 
     def relative_error(self, A) -> float:
-        """Returns ``||A - self||_F / ||A||_F`` against a dense reference `A` (measured now)."""
+        """Return ``||A - self||_F / ||A||_F`` against a dense reference `A` (measured now)."""
         A = as_float_matrix(A, "A")
         if A.shape != self.shape:
             raise ValueError(f"A has shape {A.shape}, expected {self.shape}")

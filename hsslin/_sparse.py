@@ -16,7 +16,7 @@ import scipy.sparse as sp
 from ._io import Kind, Persistent, register_core
 from ._loader import core as _core
 from ._operator import LinearOperatorMixin, TransposedOperator
-from ._validation import check_sparsity, float_dtype_of, for_core, require_finite
+from ._validation import check_density, float_dtype_of, for_core, require_finite
 
 __all__ = ["CSRMatrix", "bandwidth", "reverse_cuthill_mckee"]
 
@@ -179,13 +179,13 @@ class CSRMatrix(LinearOperatorMixin, Persistent):
         return cls((S.data, S.indices, S.indptr), shape=S.shape)
 
     @classmethod
-    def from_dense(cls, W, sparsity, per_row=False):
+    def from_dense(cls, W, density=None, per_row=False, *, sparsity=None):
         """Keep the largest-magnitude entries of a dense matrix.
 
-        Keeps ``k = ceil(sparsity * m * n)`` entries (with ``per_row``:
-        ``ceil(sparsity * n)`` in every row), found by selection
+        Keeps ``k = ceil(density * m * n)`` entries (with ``per_row``:
+        ``ceil(density * n)`` in every row), found by selection
         (``std::nth_element``), not a full sort. A product within a few ulps
-        of an integer counts as that integer, so ``sparsity=0.1`` of 2000
+        of an integer counts as that integer, so ``density=0.1`` of 2000
         entries keeps 200. Ties at the threshold go to the entry that comes
         first in row-major order.
 
@@ -193,8 +193,9 @@ class CSRMatrix(LinearOperatorMixin, Persistent):
         ----------
         W : array_like, shape (m, n)
             Real, finite. Integer input becomes float64.
-        sparsity : float
-            Fraction of entries kept, in [0, 1).
+        density : float
+            Fraction of entries kept, in [0, 1). (Formerly ``sparsity=``,
+            still accepted with a DeprecationWarning.)
         per_row : bool, optional
             Select within each row instead of over the whole matrix.
 
@@ -208,10 +209,10 @@ class CSRMatrix(LinearOperatorMixin, Persistent):
         >>> import numpy as np
         >>> from hsslin._sparse import CSRMatrix
         >>> W = np.array([[1.0, -5.0, 2.0], [0.5, 4.0, -3.0]])
-        >>> CSRMatrix.from_dense(W, sparsity=0.5).to_dense()
+        >>> CSRMatrix.from_dense(W, density=0.5).to_dense()
         array([[ 0., -5.,  0.],
                [ 0.,  4., -3.]])
-        >>> CSRMatrix.from_dense(W, sparsity=0.3, per_row=True).to_dense()
+        >>> CSRMatrix.from_dense(W, density=0.3, per_row=True).to_dense()
         array([[ 0., -5.,  0.],
                [ 0.,  4.,  0.]])
         """
@@ -221,7 +222,7 @@ class CSRMatrix(LinearOperatorMixin, Persistent):
             raise ValueError(f"W must be 2-D, got shape {W.shape}")
         W = for_core(W, dtype)
         require_finite(W, "W")
-        rho = check_sparsity(sparsity)
+        rho = check_density(density, sparsity)
         return cls(_core.top_magnitude(W, rho, bool(per_row)))
 
     # -- attributes -------------------------------------------------------
@@ -301,7 +302,7 @@ class CSRMatrix(LinearOperatorMixin, Persistent):
         --------
         >>> import numpy as np
         >>> from hsslin._sparse import CSRMatrix
-        >>> S = CSRMatrix.from_dense([[0.0, 2.0], [3.0, 0.0]], sparsity=0.5)
+        >>> S = CSRMatrix.from_dense([[0.0, 2.0], [3.0, 0.0]], density=0.5)
         >>> A = S.to_scipy()
         >>> A.toarray()
         array([[0., 2.],

@@ -14,7 +14,7 @@ from ._io import Kind, Persistent, register_container
 from ._loader import core as _core
 from ._operator import LinearOperatorMixin
 from ._sparse import CSRMatrix, reverse_cuthill_mckee
-from ._validation import as_float_matrix, check_int, check_rank_decay, check_sparsity, check_tol
+from ._validation import as_float_matrix, check_density, check_int, check_rank_decay, check_tol
 
 _fused_apply = _core.sparse_plus_apply
 _FUSED = (HODLRMatrix, HSSMatrix)  # the H types the fused C++ product takes
@@ -49,7 +49,7 @@ def rcm_orders(pattern_source: np.ndarray, density: float):
     """RCM row and column orders of the pattern of the heaviest `density` share of entries."""
     m, n = pattern_source.shape
     density = min(max(density, 4.0 / (m * n)), 0.5)
-    P = CSRMatrix.from_dense(pattern_source, sparsity=density)
+    P = CSRMatrix.from_dense(pattern_source, density=density)
     order = reverse_cuthill_mckee(P.to_scipy())
     if m == n and not isinstance(order, tuple):
         return np.asarray(order, dtype=PERMUTATION_DTYPE), np.asarray(order, dtype=PERMUTATION_DTYPE)
@@ -69,7 +69,7 @@ class SparsePlusHSS(LinearOperatorMixin, Persistent):
     >>> import numpy as np, hsslin
     >>> rng = np.random.default_rng(0)
     >>> W = rng.standard_normal((256, 256)).astype(np.float32) / 16
-    >>> A = hsslin.SparsePlusHSS.from_dense(W, sparsity=0.1, rank=32, leaf_size=32)
+    >>> A = hsslin.SparsePlusHSS.from_dense(W, density=0.1, rank=32, leaf_size=32)
     >>> A.shape, A.dtype
     ((256, 256), dtype('float32'))
     >>> bool(np.allclose(A @ np.ones(256, np.float32), A.to_dense() @ np.ones(256), atol=1e-4))
@@ -97,8 +97,11 @@ class SparsePlusHSS(LinearOperatorMixin, Persistent):
 
     @property
     def H(self):
-        """The part that approximates the permuted residual (:class:`HODLRMatrix` or :class:`HSSMatrix`
-        when built by :meth:`from_dense`; any hsslin operator of S's shape and dtype otherwise)."""
+        """The part that approximates the permuted residual.
+
+        A :class:`HODLRMatrix` or :class:`HSSMatrix` when built by
+        :meth:`from_dense`; any hsslin operator of S's shape and dtype otherwise.
+        """
         return self._H
 
     @property
@@ -118,7 +121,7 @@ class SparsePlusHSS(LinearOperatorMixin, Persistent):
     def from_dense(
         cls,
         W,
-        sparsity: float = 0.1,
+        density: float | None = None,
         rank: int | None = None,
         rank_decay: float = 0.5,
         leaf_size: int = 64,
@@ -129,14 +132,17 @@ class SparsePlusHSS(LinearOperatorMixin, Persistent):
         min_rank: int = 1,
         max_rank: int | None = None,
         seed: int = 0,
+        *,
+        sparsity: float | None = None,
     ) -> SparsePlusHSS:
-        """Splits W into its heaviest entries plus a permuted hierarchical residual.
+        """Split W into its heaviest entries plus a permuted hierarchical residual.
 
         Parameters
         ----------
         W : array_like (m, n)
-        sparsity : float in [0, 1)
-            Share of entries kept in S (``ceil(sparsity * m * n)`` largest |w|).
+        density : float in [0, 1), default 0.1
+            Share of entries kept in S (``ceil(density * m * n)`` largest |w|);
+            formerly ``sparsity=``, still accepted with a DeprecationWarning.
         rank, rank_decay, min_rank : HODLR rank schedule (outer rank at the
             root, multiplied by rank_decay per level). Exactly one of `rank`
             and `tol` may be given; with neither, tol = 1e-8.
@@ -153,7 +159,7 @@ class SparsePlusHSS(LinearOperatorMixin, Persistent):
             (docs/bench_weights.md).
         """
         W = as_float_matrix(W, "W")
-        sparsity = check_sparsity(sparsity)
+        density = check_density(density, sparsity, default=0.1)
         rank_decay = check_rank_decay(rank_decay)
         if tol is not None:
             tol = check_tol(tol)
@@ -169,12 +175,12 @@ class SparsePlusHSS(LinearOperatorMixin, Persistent):
             raise ValueError("hierarchy='hss' is built to a tolerance: pass tol, not rank")
         if rank is not None:
             rank = check_int(rank, "rank", 1)
-        S = CSRMatrix.from_dense(W, sparsity=sparsity)
+        S = CSRMatrix.from_dense(W, density=density)
         R = W - S.to_dense()
         row_perm = col_perm = None
         if permutation == "rcm":
             source = np.abs(R) if rcm_pattern == "residual" else np.abs(S.to_dense())
-            row_perm, col_perm = rcm_orders(source, max(sparsity, 0.02))
+            row_perm, col_perm = rcm_orders(source, max(density, 0.02))
             R = R[np.ix_(row_perm, col_perm)]
         R = np.ascontiguousarray(R)
         if hierarchy == "hss":
@@ -193,7 +199,7 @@ class SparsePlusHSS(LinearOperatorMixin, Persistent):
                 seed=seed,
             )
         meta = {
-            "sparsity": sparsity,
+            "density": density,
             "rank": rank,
             "rank_decay": rank_decay,
             "tol": tol,

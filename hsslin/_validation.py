@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 
 import numpy as np
 
@@ -57,14 +58,14 @@ def float_dtype_of(dtype, name: str) -> np.dtype:
 
 
 def require_finite(arr: np.ndarray, name: str) -> None:
-    """Raises ValueError naming the first NaN/Inf entry of `arr`."""
+    """Raise ValueError naming the first NaN/Inf entry of `arr`."""
     if arr.size and not np.isfinite(arr).all():
         bad = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
         raise ValueError(f"{name} has a non-finite entry (NaN or Inf) at index {bad}")
 
 
 def as_float_matrix(A, name: str = "A", dtype=None) -> np.ndarray:
-    """Returns `A` as a C-contiguous, finite, non-empty 2-D float32/float64 array.
+    """Return `A` as a C-contiguous, finite, non-empty 2-D float32/float64 array.
 
     Dtype rules as in :func:`float_dtype_of`, or `dtype` when given. A view
     is returned without copying when `A` already fits.
@@ -118,9 +119,27 @@ def check_rank_decay(rank_decay) -> float:
     return check_real(rank_decay, "rank_decay", 0.0, 1.0, low_open=True)
 
 
-def check_sparsity(sparsity) -> float:
-    """The share of entries a sparse part keeps: a real number in [0, 1)."""
-    return check_real(sparsity, "sparsity", 0.0, 1.0, high_open=True)
+def check_density(density, sparsity=None, default=None) -> float:
+    """The share of entries a sparse part keeps: a real number in [0, 1).
+
+    `sparsity` is the argument's old name (it kept, not dropped, that share,
+    hence the rename): still accepted, with a DeprecationWarning; passing both
+    is a TypeError. With neither, `default` is used (None: required).
+    """
+    if sparsity is not None:
+        if density is not None:
+            raise TypeError("pass density= only: sparsity= is its deprecated old name")
+        warnings.warn(
+            "sparsity= is deprecated: it is the share of entries kept, now called density=",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        density = sparsity
+    if density is None:
+        density = default
+    if density is None:
+        raise TypeError("density (the share of entries kept sparse, in [0, 1)) is required")
+    return check_real(density, "density", 0.0, 1.0, high_open=True)
 
 
 def check_int(value, name: str, minimum: int, allow_none: bool = False):
@@ -149,7 +168,7 @@ def _operand_shape_error(name: str, shape, n: int) -> ValueError:
 
 
 def as_operand(x, n: int, dtype: np.dtype, name: str = "x") -> np.ndarray:
-    """Validates a right-hand side for a product with an operator of `n` columns.
+    """Validate a right-hand side for a product with an operator of `n` columns.
 
     Returns x as an array of shape (n,) or (n, k) in C or Fortran order
     (kept, no copy), native byte order and aligned (copied otherwise),

@@ -1,5 +1,7 @@
-"""Shared fixtures for the hsslin test suite: matrix families, hypothesis
-profiles and the error bounds every accuracy test derives its tolerance from.
+"""Shared fixtures for the hsslin test suite.
+
+Matrix families, hypothesis profiles and the error bounds every accuracy test
+derives its tolerance from.
 
 Every tolerance in the suite comes from one of the helpers below, so the
 reasoning behind each bound is written once, here.
@@ -78,7 +80,7 @@ def lowrank_plus_diagonal(
 
 
 def random_matrix(m: int, n: int | None = None, seed: int = 0) -> np.ndarray:
-    """iid standard Gaussian entries: incompressible."""
+    """Iid standard Gaussian entries: incompressible."""
     n = m if n is None else n
     return np.random.default_rng(seed).standard_normal((m, n))
 

@@ -1,5 +1,7 @@
-"""The binding contract: dtypes, strides, shapes, error types and messages,
-file integrity, the raw C++ classes, and the two SIMD builds.
+"""The binding contract.
+
+Dtypes, strides, shapes, error types and messages, file integrity, the raw C++
+classes, and the two SIMD builds.
 
 Every public entry point validates at the boundary and raises ValueError or
 TypeError naming the argument and the shapes; C++ never crashes on user input.
@@ -382,7 +384,7 @@ def test_num_threads_environment(value, expected):
 
 # -- files ----------------------------------------------------------------------
 def _fnv_lanes(payload: bytes) -> int:
-    """hsslin's checksum: FNV-1a over 8 interleaved lanes, folded (cpp/src/io.cpp)."""
+    """Hsslin's checksum: FNV-1a over 8 interleaved lanes, folded (cpp/src/io.cpp)."""
     prime, mask = 1099511628211, (1 << 64) - 1
     h = 1469598103934665603
     full = len(payload) // 8 * 8

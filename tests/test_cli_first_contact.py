@@ -13,6 +13,7 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -120,7 +121,7 @@ def test_eval_refuses_perplexity_of_a_model_without_lm_head(minilm_dir, tmp_path
     for name in os.listdir(minilm_dir):
         if name != "config.json" and os.path.isfile(os.path.join(minilm_dir, name)):
             os.symlink(os.path.join(minilm_dir, name), folder / name)
-    config = json.loads(open(os.path.join(minilm_dir, "config.json"), encoding="utf-8").read())
+    config = json.loads(Path(minilm_dir, "config.json").read_text(encoding="utf-8"))
     config.pop("architectures", None)
     (folder / "config.json").write_text(json.dumps(config), encoding="utf-8")
     status, out, err = _run(["eval", folder, "--text", text], capsys)
@@ -144,7 +145,7 @@ def test_bad_options_are_one_line_before_any_model_loads(minilm_dir, tmp_path, c
         (["compress", minilm_dir, "--method", "foo", *out], "--method: invalid choice: 'foo'"),
         (["compress", minilm_dir, "--out", a_file], "is a file, not a folder"),
         (["compress", minilm_dir, "--out", foreign], "did not write"),
-        (["compress", minilm_dir, "--sparsity", "1.5", *out], "--sparsity: must be a share in [0, 1)"),
+        (["compress", minilm_dir, "--density", "1.5", *out], "--density: must be a share in [0, 1)"),
         (["compress", minilm_dir, "--rank", "0", *out], "--rank: must be >= 1"),
         (["compress", minilm_dir, "--tol", "2", *out], "--tol: must be in (0, 1)"),
         (["compress", minilm_dir, "--leaf-size", "0", *out], "--leaf-size: must be >= 1"),
@@ -201,6 +202,9 @@ def test_help_is_plain_text_and_every_option_has_help(capsys):
     for name, p in [("hsslin", parser), *sub.choices.items()]:
         for action in p._actions:
             if isinstance(action, argparse._SubParsersAction):
+                continue
+            if action.option_strings == ["--sparsity"]:  # deprecated alias of --density, unlisted
+                assert any(a.dest == "density" and a.help != argparse.SUPPRESS for a in p._actions)
                 continue
             assert action.help and action.help != argparse.SUPPRESS, (name, action.dest)
         text = p.format_help()

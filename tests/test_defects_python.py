@@ -49,7 +49,7 @@ def test_6_any_combination_of_permutations_works_end_to_end(which, tmp_path):
     rng = np.random.default_rng(0)
     m, n = 40, 30
     W = weight_like(m, n, np.float64, 2)
-    S = hsslin.CSRMatrix.from_dense(W, sparsity=0.1)
+    S = hsslin.CSRMatrix.from_dense(W, density=0.1)
     H = hsslin.HODLRMatrix.from_dense(W - S.to_dense(), rank=3, leaf_size=8)
     rp = rng.permutation(m) if which in ("rows", "both") else None
     cp = rng.permutation(n) if which in ("cols", "both") else None
@@ -81,7 +81,7 @@ def test_6_any_combination_of_permutations_works_end_to_end(which, tmp_path):
 )
 def test_6_permutations_must_be_bijections(perm, match):
     W = weight_like(4, 4, np.float64, 0)
-    S = hsslin.CSRMatrix.from_dense(W, sparsity=0.2)
+    S = hsslin.CSRMatrix.from_dense(W, density=0.2)
     H = hsslin.HODLRMatrix.from_dense(W - S.to_dense(), leaf_size=64)
     for kw in (dict(row_perm=perm), dict(col_perm=perm)):
         with pytest.raises(ValueError, match=match):
@@ -90,7 +90,7 @@ def test_6_permutations_must_be_bijections(perm, match):
 
 def test_6_permutations_are_read_only():
     W = weight_like(32, 32, np.float32, 0)
-    A = hsslin.SparsePlusHSS.from_dense(W, sparsity=0.1, rank=4, leaf_size=8)
+    A = hsslin.SparsePlusHSS.from_dense(W, density=0.1, rank=4, leaf_size=8)
     with pytest.raises(ValueError, match="read-only"):
         A.row_perm[0] = 5
     with pytest.raises(AttributeError):
@@ -134,7 +134,7 @@ def test_7_factor_shapes():
 # -- 8: CSRMatrix.T -------------------------------------------------------------------------
 def test_8_csr_transpose_is_a_full_operator():
     W = weight_like(20, 12, np.float64, 0)
-    S = hsslin.CSRMatrix.from_dense(W, sparsity=0.3)
+    S = hsslin.CSRMatrix.from_dense(W, density=0.3)
     D = S.to_dense()
     Y = np.random.default_rng(0).standard_normal((20, 3))
     np.testing.assert_allclose(S.T.rmatmat(np.ones((12, 2))), D @ np.ones((12, 2)), rtol=1e-14)
@@ -170,15 +170,15 @@ def test_13_numpy_scalars_everywhere(real, integer):
         W13, rank=i(4), rank_decay=r(0.5), min_rank=i(1), leaf_size=i(8), power_iterations=i(1), seed=i(3)
     )
     hsslin.HODLRMatrix.from_dense(W13, tol=r(1e-3), max_rank=i(30))
-    hsslin.CSRMatrix.from_dense(W13, sparsity=r(0.1))
+    hsslin.CSRMatrix.from_dense(W13, density=r(0.1))
     hsslin.LowRankMatrix.from_dense(W13, rank=i(4))
-    hsslin.SparsePlusLowRank.from_dense(W13, sparsity=r(0.1), rank=i(4), iterations=i(2))
+    hsslin.SparsePlusLowRank.from_dense(W13, density=r(0.1), rank=i(4), iterations=i(2))
     A = hsslin.SparsePlusHSS.from_dense(
-        W13, sparsity=r(0.1), rank=i(4), rank_decay=r(0.5), leaf_size=i(8), min_rank=i(1), seed=i(3)
+        W13, density=r(0.1), rank=i(4), rank_decay=r(0.5), leaf_size=i(8), min_rank=i(1), seed=i(3)
     )
     A.to_bytes()  # the options it records stay JSON numbers
     hsslin.SparsePlusHSS.from_dense(
-        W13, sparsity=r(0.1), tol=r(1e-3), hierarchy="hss", max_rank=i(30), leaf_size=i(8)
+        W13, density=r(0.1), tol=r(1e-3), hierarchy="hss", max_rank=i(30), leaf_size=i(8)
     )
     for method in ("svd", "sparse", "hodlr", "sparse+hodlr+rcm"):
         hsslin.compress(
@@ -201,8 +201,8 @@ def test_13_non_numbers_are_type_errors(bad):
         hsslin.HODLRMatrix.from_dense(W13, rank=4, rank_decay=bad)
     with pytest.raises(TypeError, match="tol"):
         hsslin.HSSMatrix.from_dense(W13, tol=bad)
-    with pytest.raises(TypeError, match="sparsity"):
-        hsslin.CSRMatrix.from_dense(W13, sparsity=bad)
+    with pytest.raises(TypeError, match="density"):
+        hsslin.CSRMatrix.from_dense(W13, density=bad)
 
 
 # -- 14: a float32 operator as a drop-in LinearOperator ----------------------------------------
@@ -215,10 +215,10 @@ def _square32(name):
     A = {
         "hss-dense": lambda: hsslin.HSSMatrix.from_dense(K, leaf_size=64),
         "hodlr": lambda: hsslin.HODLRMatrix.from_dense(K, tol=1e-6, leaf_size=16),
-        "csr": lambda: hsslin.CSRMatrix.from_dense(K, sparsity=0.5),
+        "csr": lambda: hsslin.CSRMatrix.from_dense(K, density=0.5),
         "lowrank": lambda: hsslin.LowRankMatrix.from_dense(K, rank=20),
-        "sparse+svd": lambda: hsslin.SparsePlusLowRank.from_dense(K, sparsity=0.05, rank=10),
-        "sparse+hodlr+rcm": lambda: hsslin.SparsePlusHSS.from_dense(K, sparsity=0.05, rank=8, leaf_size=16),
+        "sparse+svd": lambda: hsslin.SparsePlusLowRank.from_dense(K, density=0.05, rank=10),
+        "sparse+hodlr+rcm": lambda: hsslin.SparsePlusHSS.from_dense(K, density=0.05, rank=8, leaf_size=16),
     }[name]()
     assert A.dtype == np.float32
     return A, A._widened().to_dense()
@@ -324,13 +324,13 @@ def test_18_19_every_array_input(convert):
     for build in (
         lambda A, G: hsslin.HSSMatrix.from_dense(A, tol=1e-6, leaf_size=8),
         lambda A, G: hsslin.HODLRMatrix.from_dense(A, rank=4, leaf_size=8),
-        lambda A, G: hsslin.CSRMatrix.from_dense(A, sparsity=0.2),
+        lambda A, G: hsslin.CSRMatrix.from_dense(A, density=0.2),
         lambda A, G: hsslin.LowRankMatrix.from_dense(A, rank=3, input_gram=G),
-        lambda A, G: hsslin.SparsePlusHSS.from_dense(A, sparsity=0.1, rank=4, leaf_size=8),
+        lambda A, G: hsslin.SparsePlusHSS.from_dense(A, density=0.1, rank=4, leaf_size=8),
         lambda A, G: hsslin.compress(A, "sparse+svd", budget_bytes=W.nbytes // 2),
     ):
         np.testing.assert_array_equal(build(Wc, convert(G)).to_dense(), build(W, G).to_dense())
-    S = hsslin.CSRMatrix.from_dense(W, sparsity=0.2)
+    S = hsslin.CSRMatrix.from_dense(W, density=0.2)
     T = hsslin.CSRMatrix(
         (convert(S.data.copy()), convert(S.indices.copy()), convert(S.indptr.copy())), shape=S.shape
     )

@@ -68,9 +68,11 @@ CHAINS = _chains()
 
 @pytest.fixture(scope="module", autouse=True)
 def _one_thread_per_pool():
-    """One thread for torch and OpenBLAS while the blocks run, as in tests/test_torch.py: on a
-    busy 2-CPU machine their default pools made the MiniLM blocks 5-10x slower
-    (docs/bench_threads.md); the blocks' results do not depend on it."""
+    """One thread for torch and OpenBLAS while the blocks run, as in tests/test_torch.py.
+
+    On a busy 2-CPU machine their default pools made the MiniLM blocks 5-10x slower
+    (docs/bench_threads.md); the blocks' results do not depend on it.
+    """
     from threadpoolctl import threadpool_limits
 
     import hsslin

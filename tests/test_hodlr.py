@@ -48,7 +48,7 @@ def matrices(draw, families=FAMILIES, max_size=300):
 
 
 def off_diagonal_blocks(m: int, n: int, levels: int):
-    """Yields (level, row range, column range) of B12, B21 per inner node, heap order."""
+    """Yield (level, row range, column range) of B12, B21 per inner node, heap order."""
     nodes = tree_nodes(m, n, levels)
     for i in range(2**levels - 1):
         a, b = nodes[2 * i + 1], nodes[2 * i + 2]
@@ -402,10 +402,12 @@ def test_single_leaf_nbytes_close_to_dense(dtype, shape):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("transpose", [False, True])
 def test_products_do_not_depend_on_buffer_alignment(dtype, transpose):
-    """The same input at different addresses, and results landing at different
-    addresses, give bitwise the same product (Eigen's vectorized loops peel to
+    """Inputs and results at different addresses give bitwise the same product.
+
+    (Eigen's vectorized loops peel to
     alignment, which changes rounding). Results are numpy's fresh allocations
-    and are kept alive, so they land at addresses of every alignment."""
+    and are kept alive, so they land at addresses of every alignment.
+    """
     rng = np.random.default_rng(7)
     for m, n, leaf in ((18, 6, 11), (37, 29, 5), (64, 40, 9)):
         W = rng.standard_normal((m, n)).astype(dtype)

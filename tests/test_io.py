@@ -1,5 +1,7 @@
-"""The file format (hsslin/_io.py): files from main still load, damage is always a ValueError,
-saves are atomic, and every class registers one kind.
+"""The file format (hsslin/_io.py).
+
+Files from main still load, damage is always a ValueError, saves are atomic,
+and every class registers one kind.
 
 The header is outside every checksum, and a container's table of contents
 is parsed from the file, so both are fuzzed here; the C++ payloads (HSS,
@@ -62,17 +64,17 @@ def test_pickles_written_by_main_load(name):
 def _objects():
     W32 = make_matrix("cauchy", 20, 15, np.float32)
     W64 = W32.astype(np.float64)
-    S = hsslin.CSRMatrix.from_dense(W32, sparsity=0.1)
+    S = hsslin.CSRMatrix.from_dense(W32, density=0.1)
     H = hsslin.HODLRMatrix.from_dense(W32 - S.to_dense(), rank=2, leaf_size=5)
     return {
         "hss": hsslin.HSSMatrix.from_dense(W64, tol=1e-4, leaf_size=5),
         "hodlr": hsslin.HODLRMatrix.from_dense(W32, rank=2, leaf_size=5),
-        "csr": hsslin.CSRMatrix.from_dense(W64, sparsity=0.2),
+        "csr": hsslin.CSRMatrix.from_dense(W64, density=0.2),
         "lowrank": hsslin.LowRankMatrix.from_dense(W32, rank=2),
-        "sparse+svd": hsslin.SparsePlusLowRank.from_dense(W64, sparsity=0.1, rank=2),
+        "sparse+svd": hsslin.SparsePlusLowRank.from_dense(W64, density=0.1, rank=2),
         "sparse+hodlr-rows": hsslin.SparsePlusHSS(S, H, row_perm=np.arange(20)[::-1]),
         "sparse+hss-both": hsslin.SparsePlusHSS.from_dense(
-            W64, sparsity=0.1, tol=1e-3, hierarchy="hss", leaf_size=5
+            W64, density=0.1, tol=1e-3, hierarchy="hss", leaf_size=5
         ),
     }
 

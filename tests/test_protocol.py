@@ -38,7 +38,7 @@ def _sparse_plus(hierarchy, perms):
     def make(W):
         kw = dict(rank=4) if hierarchy == "hodlr" else dict(tol=1e-4)
         A = hsslin.SparsePlusHSS.from_dense(
-            W, sparsity=0.05, leaf_size=16, hierarchy=hierarchy, permutation=None, **kw
+            W, density=0.05, leaf_size=16, hierarchy=hierarchy, permutation=None, **kw
         )
         rng = np.random.default_rng(5)
         rp = rng.permutation(M) if perms in ("rows", "both") else None
@@ -52,15 +52,15 @@ FACTORIES = {
     "hss": lambda W: hsslin.HSSMatrix.from_dense(W, tol=1e-5, leaf_size=16),
     "hss-dense": lambda W: hsslin.HSSMatrix.from_dense(W, leaf_size=128),  # one block
     "hodlr": lambda W: hsslin.HODLRMatrix.from_dense(W, tol=1e-5, leaf_size=16),
-    "csr": lambda W: hsslin.CSRMatrix.from_dense(W, sparsity=0.2),
+    "csr": lambda W: hsslin.CSRMatrix.from_dense(W, density=0.2),
     "lowrank": lambda W: hsslin.LowRankMatrix.from_dense(W, rank=4),
-    "sparse+svd": lambda W: hsslin.SparsePlusLowRank.from_dense(W, sparsity=0.05, rank=3),
+    "sparse+svd": lambda W: hsslin.SparsePlusLowRank.from_dense(W, density=0.05, rank=3),
     **{
         f"sparse+{h}-{p}": _sparse_plus(h, p)
         for h in ("hodlr", "hss")
         for p in ("none", "rows", "cols", "both")
     },
-    "sparse+hodlr+rcm": lambda W: hsslin.SparsePlusHSS.from_dense(W, sparsity=0.05, rank=4, leaf_size=16),
+    "sparse+hodlr+rcm": lambda W: hsslin.SparsePlusHSS.from_dense(W, density=0.05, rank=4, leaf_size=16),
 }
 
 
@@ -194,8 +194,11 @@ def test_operator_times_operator_is_type_error(op):
 
 
 def _exact_dense(A):
-    """The matrix A stores, in float64: a float32 operator's float64 copy, whose products are
-    formed in float64 (a float32 ``to_dense`` rounds each reconstructed entry to float32)."""
+    """The matrix A stores, in float64.
+
+    For a float32 operator: its float64 copy, whose products are formed in
+    float64 (a float32 ``to_dense`` rounds each reconstructed entry to float32).
+    """
     return A.to_dense() if A.dtype == np.float64 else A._widened().to_dense()
 
 

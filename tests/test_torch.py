@@ -51,9 +51,12 @@ TRAINABLE = [
 
 @pytest.fixture(scope="module", autouse=True)
 def _one_torch_thread():
-    """torch's intra-op pool on a busy 2-core machine turns a 64x40 matmul into
+    """One torch thread for the suite.
+
+    Torch's intra-op pool on a busy 2-core machine turns a 64x40 matmul into
     tens of milliseconds (threads waiting on each other); one thread keeps the
-    suite fast and does not change any result checked here."""
+    suite fast and does not change any result checked here.
+    """
     old = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -175,10 +178,10 @@ def test_gradcheck_float64_input_and_factors(method):
     lin = _linear(20, 36, seed=1)
     params = {
         "svd": {"rank": 3},
-        "sparse": {"sparsity": 0.1},
+        "sparse": {"density": 0.1},
         "hodlr": {"rank": 3},
-        "sparse+svd": {"sparsity": 0.1, "rank": 2},
-    }.get(method, {"sparsity": 0.1, "rank": 3})
+        "sparse+svd": {"density": 0.1, "rank": 2},
+    }.get(method, {"density": 0.1, "rank": 3})
     if "hodlr" in method:
         params["leaf_size"] = 8
     layer = ht.HSSLinear.from_linear(lin, method, trainable=True, **params).double()
@@ -241,7 +244,7 @@ def test_hss_has_no_trainable_form(method):
             lin,
             method,
             trainable=True,
-            **({"tol": 1e-3} if method == "hss" else {"tol": 1e-3, "sparsity": 0.05}),
+            **({"tol": 1e-3} if method == "hss" else {"tol": 1e-3, "density": 0.05}),
         )
 
 

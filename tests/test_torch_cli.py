@@ -77,7 +77,7 @@ def test_compress_with_explicit_params(minilm_dir, tmp_path, capsys):
                 "*.query",
                 "--method",
                 "sparse+hodlr+rcm",
-                "--sparsity",
+                "--density",
                 "0.05",
                 "--rank",
                 "32",
@@ -90,7 +90,7 @@ def test_compress_with_explicit_params(minilm_dir, tmp_path, capsys):
     )
     manifest = json.loads((out / "manifest.json").read_text())
     assert [m["name"].rsplit(".", 1)[-1] for m in manifest["modules"]] == ["query"] * 6
-    assert manifest["modules"][0]["params"]["S_sparsity"] == pytest.approx(0.05, abs=1e-3)
+    assert manifest["modules"][0]["params"]["S_density"] == pytest.approx(0.05, abs=1e-3)
 
 
 def test_eval_perplexity_of_causal_model(minilm_dir, tmp_path, capsys):

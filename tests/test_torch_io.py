@@ -226,8 +226,8 @@ def test_round_trip_of_every_trainable_and_inference_form(tmp_path):
     """Every operator type the folder can hold loads back bit for bit (dispatch is by type)."""
     methods = {"svd": {"rank": 3, "calibration": None}, "hodlr": {"rank": 3, "leaf_size": 8}}
     methods["hss"] = {"tol": 1e-3}
-    methods.update({"sparse": {"sparsity": 0.2}, "sparse+svd": {"sparsity": 0.1, "rank": 2}})
-    methods.update({"sparse+hodlr+rcm": {"sparsity": 0.1, "rank": 2, "leaf_size": 8}})
+    methods.update({"sparse": {"density": 0.2}, "sparse+svd": {"density": 0.1, "rank": 2}})
+    methods.update({"sparse+hodlr+rcm": {"density": 0.1, "rank": 2, "leaf_size": 8}})
     x = torch.randn(4, 24)
     for method, params in methods.items():
         model = _model()

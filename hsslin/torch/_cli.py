@@ -27,7 +27,7 @@ from ._sentences import CALIBRATION_SENTENCES, SAMPLE_SENTENCES
 
 
 def configure_threads(threads) -> int:
-    """Gives torch's, OpenBLAS's and hsslin's pools `threads` threads ("auto": the idle CPUs)."""
+    """Give torch's, OpenBLAS's and hsslin's pools `threads` threads ("auto": the idle CPUs)."""
     n = _defaults.idle_cpus() if threads == "auto" else int(threads)
     torch.set_num_threads(n)
     set_num_threads(n)
@@ -198,7 +198,7 @@ def compress_cmd(args: argparse.Namespace) -> int:
 
 
 def eval_cmd(args: argparse.Namespace) -> int:
-    """Evaluates a model (optionally with compressed layers): perplexity or embedding fidelity."""
+    """Evaluate a model (optionally with compressed layers): perplexity or embedding fidelity."""
     if args.compressed:
         read_manifest(args.compressed)  # a damaged folder is reported before the model loads
     configure_threads(args.threads)
@@ -242,7 +242,7 @@ def eval_cmd(args: argparse.Namespace) -> int:
 
 
 def info_cmd(args: argparse.Namespace) -> int:
-    """Prints what a folder written by ``hsslin compress`` holds."""
+    """Print what a folder written by ``hsslin compress`` holds."""
     manifest = read_manifest(args.out_dir)  # every field checked
     if args.json:
         print(json.dumps(manifest, indent=2))

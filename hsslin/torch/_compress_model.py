@@ -9,6 +9,7 @@ import time
 from torch import nn
 
 from .. import _defaults, compress
+from .._validation import check_density
 from ._calibration import calibration_batches, global_svd_ranks, input_grams
 from ._layer import HSSLinear, compressed_layers
 from ._report import CompressionReport, LayerReport, describe_operator
@@ -70,7 +71,7 @@ def compress_model(
     tokenizer=None,
     **params,
 ) -> CompressionReport:
-    """Replaces the selected linear layers of `model` by :class:`HSSLinear`, in place.
+    """Replace the selected linear layers of `model` by :class:`HSSLinear`, in place.
 
     With no options it runs the best configuration measured (kept in
     ``hsslin._defaults``): method ``"svd"`` at half the targets' bytes,
@@ -90,7 +91,7 @@ def compress_model(
         Each target's operator stores at most ``floor(budget * weight bytes)``
         bytes (the dense weight in its own dtype; every stored byte counted),
         so the targets together store at most `budget` of their dense bytes.
-        Default 0.5 unless explicit parameters (`sparsity`, `rank`, `tol`)
+        Default 0.5 unless explicit parameters (`density`, `rank`, `tol`)
         are given, which replace the budget.
     progress : bool
         Progress on stderr: a line per stage and a bar over layers (tqdm if
@@ -117,7 +118,7 @@ def compress_model(
         The model's tokenizer, needed by ``calibration="builtin"``.
     **params
         Passed to :func:`hsslin.compress` (`leaf_size`, `rank_decay`, `seed`,
-        and with no budget `sparsity`, `rank`, `tol`).
+        and with no budget `density`, `rank`, `tol`).
 
     Returns
     -------
@@ -135,6 +136,8 @@ def compress_model(
     >>> type(model.query).__name__
     'HSSLinear'
     """
+    if "sparsity" in params:  # the deprecated name of density
+        params["density"] = check_density(params.pop("density", None), params.pop("sparsity"))
     budget, calibration, allocation = _defaults.resolve(method, budget, calibration, allocation, params)
     names = find_targets(model, targets)
     if isinstance(calibration, str):  # "builtin"

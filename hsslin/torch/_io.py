@@ -62,7 +62,7 @@ def weight_itemsize(entry: dict) -> int:
 
 # -- save ------------------------------------------------------------------------------
 def save_compressed(model: nn.Module, directory) -> dict:
-    """Writes every HSSLinear of `model` to `directory`: factors + ``manifest.json``.
+    """Write every HSSLinear of `model` to `directory`: factors + ``manifest.json``.
 
     ``factors.safetensors`` holds, per layer, the operator's versioned,
     checksummed hsslin blob as a uint8 tensor (``<name>.operator``) and the
@@ -184,7 +184,7 @@ def _check_module(i: int, e) -> None:
 
 
 def _check_manifest(manifest) -> None:
-    """Raises _CorruptedError naming the first field that is missing or malformed."""
+    """Raise _CorruptedError naming the first field that is missing or malformed."""
     for key in _MANIFEST_KEYS:
         if key not in manifest:
             raise _CorruptedError(f"it has no '{key}'")
@@ -229,7 +229,7 @@ def _check_manifest(manifest) -> None:
 
 
 def read_manifest(directory) -> dict:
-    """Reads and checks ``manifest.json`` of a folder written by :func:`save_compressed`.
+    """Read and checks ``manifest.json`` of a folder written by :func:`save_compressed`.
 
     Raises FileNotFoundError for a missing folder or manifest, ValueError
     for a corrupted manifest (any missing or malformed field) or an

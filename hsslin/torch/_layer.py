@@ -111,6 +111,7 @@ class HSSLinear(nn.Module):
         self.operator = None
         self.factors = None
         self._cast_cache: dict = {}
+        self._device_cache: dict = {}  # (device, dtype) -> (host operator, its device copy or None)
         if trainable:
             self.factors = factors_of(operator)
         else:
@@ -158,14 +159,16 @@ class HSSLinear(nn.Module):
             self.operator = self.factors.to_operator()
             self.factors = None
             self._cast_cache = {}
+            self._device_cache = {}
         return self
 
     def to_trainable(self) -> HSSLinear:
-        """Turns the operator's factors into Parameters (see `trainable`); returns self."""
+        """Turn the operator's factors into Parameters (see `trainable`); returns self."""
         if self.factors is None:
             self.factors = factors_of(self.operator)
             self.operator = None
             self._cast_cache = {}
+            self._device_cache = {}
         return self
 
     def extra_repr(self) -> str:
@@ -204,14 +207,33 @@ class HSSLinear(nn.Module):
             y = self._inference(x2d, compute)
         return y.reshape(*lead, self.out_features).to(x.dtype)
 
+    def _on_device(self, op, device):
+        """`op` uploaded to the CUDA `device` once; None when hsslin's CUDA products are unavailable.
+
+        The copy is kept while `op` stays this layer's operator (a new operator,
+        a switch to training or a new dtype uploads again).
+        """
+        key = (str(device), op.dtype)
+        held = self._device_cache.get(key)
+        if held is None or held[0] is not op:
+            from .. import cuda  # the optional extension loads only when used
+
+            held = (op, op.to(device) if cuda.is_available() else None)
+            self._device_cache[key] = held
+        return held[1]
+
     def _inference(self, x2d, compute):
         op = self._operator_for(np.dtype(TORCH_TO_NP[compute]))
         device = x2d.device
-        xin = x2d.to(device="cpu", dtype=NP_TO_TORCH[op.dtype])
         bias = self.bias
         need_grad = torch.is_grad_enabled() and (
             x2d.requires_grad or (bias is not None and bias.requires_grad)
         )
+        D = self._on_device(op, device) if device.type == "cuda" and not need_grad else None
+        if D is not None:  # hsslin's CUDA kernels, no host round trip: y = x W^T
+            y = (x2d.to(NP_TO_TORCH[op.dtype]) @ D.T).to(compute)
+            return y if bias is None else y.add_(bias.detach().to(compute))
+        xin = x2d.to(device="cpu", dtype=NP_TO_TORCH[op.dtype])
         if need_grad:
             y = _OperatorProduct.apply(xin, op).to(device=device, dtype=compute)
             return y if bias is None else y + bias.to(compute)

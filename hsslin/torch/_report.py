@@ -18,7 +18,7 @@ def _low_rank(op: LowRankMatrix) -> dict:
 
 def _csr(op: CSRMatrix) -> dict:
     m, n = op.shape
-    return {"nnz": int(op.nnz), "sparsity": round(int(op.nnz) / (m * n), 4)}
+    return {"nnz": int(op.nnz), "density": round(int(op.nnz) / (m * n), 4)}
 
 
 def _hodlr(op: HODLRMatrix) -> dict:

@@ -69,7 +69,7 @@ def find_targets(model: nn.Module, targets="qkv") -> list[str]:
 
 
 def replace_module(model: nn.Module, name: str, new: nn.Module) -> None:
-    """Puts `new` where the submodule `name` of `model` was."""
+    """Put `new` where the submodule `name` of `model` was."""
     parent_name, _, child = name.rpartition(".")
     parent = model.get_submodule(parent_name) if parent_name else model
     setattr(parent, child, new)
