@@ -1,5 +1,7 @@
-"""Regression tests for the C++ defects of issue 10 (scales, files, RCM, threads,
-borrowed CSR arrays, integer options, misaligned arrays).
+"""Regression tests for the C++ defects of issue 10.
+
+Scales, files, RCM, threads, borrowed CSR arrays, integer options, misaligned
+arrays, the float64 copy of a float32 HSS matrix, and the size queries.
 
 Each test failed on the main branch the issue was filed against; the comment
 on each says how.
@@ -56,11 +58,14 @@ def _scaled_error(D, A, k):
 
 
 def _exact_scales(A):
-    """Exponents k for which 2^k A is exact (no entry falls below the normal range) and
-    its dense form can be multiplied out (an entry is a sum of up to max(m, n) products
-    of factors, each at most a few times the largest entry: log2(max(m, n)) + 4 bits of
-    headroom below overflow), reaching far outside the range where sums of squares are
-    safe (float32: |k| > 32, float64: |k| > 256)."""
+    """Exponents k for which 2^k A is exact and its dense form can be multiplied out.
+
+    Exact: no entry falls below the normal range. Multiplied out: an entry is a
+    sum of up to max(m, n) products of factors, each at most a few times the
+    largest entry, so log2(max(m, n)) + 4 bits of headroom stay below overflow.
+    The range reaches far outside the one where sums of squares are safe
+    (float32: |k| > 32, float64: |k| > 256).
+    """
     info = np.finfo(A.dtype)
     smallest = np.frexp(np.abs(A[A != 0]).min())[1]  # |a| in [2^(e-1), 2^e)
     largest = np.frexp(np.abs(A).max())[1]
@@ -132,7 +137,7 @@ A = np.add.outer(np.arange(40.0), np.arange(40.0)) / 80 + np.eye(40)
 blobs["hss"] = hsslin.HSSMatrix.from_dense(A, tol=1e-6, leaf_size=8).to_bytes()
 blobs["hss32"] = hsslin.HSSMatrix.from_dense(A.astype(np.float32), tol=1e-4, leaf_size=8).to_bytes()
 blobs["hodlr"] = hsslin.HODLRMatrix.from_dense(A, rank=3, leaf_size=8).to_bytes()
-blobs["csr"] = hsslin.CSRMatrix.from_dense(A, sparsity=0.1).to_bytes()
+blobs["csr"] = hsslin.CSRMatrix.from_dense(A, density=0.1).to_bytes()
 loaders = {"hss": _core.HSSMatrix64, "hss32": _core.HSSMatrix32, "hodlr": _core.HODLRMatrix64,
            "csr": _core.CSRMatrix64}
 
@@ -363,8 +368,8 @@ def test_core_refuses_misaligned_arrays():
     A = make_matrix("cauchy", 64, 64)
     x = np.ones(64)
     H = hsslin.HODLRMatrix.from_dense(A, rank=4, leaf_size=16)
-    S = hsslin.CSRMatrix.from_dense(A, sparsity=0.1)
-    P = hsslin.SparsePlusHSS.from_dense(A, sparsity=0.1, rank=4, leaf_size=16)
+    S = hsslin.CSRMatrix.from_dense(A, density=0.1)
+    P = hsslin.SparsePlusHSS.from_dense(A, density=0.1, rank=4, leaf_size=16)
     calls = [
         lambda: H._impl.apply(_misaligned(x), False),
         lambda: _core.HSSMatrix64.compress(_misaligned(A), 1e-6, 0, 16, 10, 16, 0),
@@ -442,7 +447,7 @@ def test_hodlr_nbytes_for_is_what_gets_built(m, n, leaf, rank, decay, min_rank, 
 )
 def test_csr_nbytes_for_is_what_gets_built(m, n, rho, dtype):
     A = make_matrix("random", m, n, dtype)
-    S = hsslin.CSRMatrix.from_dense(A, sparsity=rho)
+    S = hsslin.CSRMatrix.from_dense(A, density=rho)
     assert hsslin.CSRMatrix.nbytes_for(m, S.nnz, dtype) == S.nbytes
 
 
