@@ -15,7 +15,10 @@ __all__: list[str] = [
     "HSSMatrix32",
     "HSSMatrix64",
     "bandwidth",
+    "checksum",
+    "cluster_tree",
     "get_num_threads",
+    "max_num_threads",
     "reverse_cuthill_mckee",
     "set_num_threads",
     "simd",
@@ -71,6 +74,10 @@ class HSSMatrix32:
     def symmetric(self) -> bool: ...
     @property
     def tol(self) -> float: ...
+    def to_float64(self) -> HSSMatrix64:
+        """
+        the same matrix in float64 (every stored value converted exactly)
+        """
 
 class HSSMatrix64:
     @staticmethod
@@ -136,6 +143,18 @@ class HODLRMatrix32:
     @staticmethod
     def deserialize(arg0: bytes) -> HODLRMatrix32: ...
     @staticmethod
+    def nbytes_for(
+        rows: typing.SupportsInt | typing.SupportsIndex,
+        cols: typing.SupportsInt | typing.SupportsIndex,
+        leaf_size: typing.SupportsInt | typing.SupportsIndex,
+        rank: typing.SupportsInt | typing.SupportsIndex,
+        rank_decay: typing.SupportsFloat | typing.SupportsIndex,
+        min_rank: typing.SupportsInt | typing.SupportsIndex,
+    ) -> int:
+        """
+        nbytes of compress(A, rank schedule) for any rows x cols A
+        """
+    @staticmethod
     def from_parts(
         rows: typing.SupportsInt | typing.SupportsIndex,
         cols: typing.SupportsInt | typing.SupportsIndex,
@@ -190,6 +209,18 @@ class HODLRMatrix64:
     @staticmethod
     def deserialize(arg0: bytes) -> HODLRMatrix64: ...
     @staticmethod
+    def nbytes_for(
+        rows: typing.SupportsInt | typing.SupportsIndex,
+        cols: typing.SupportsInt | typing.SupportsIndex,
+        leaf_size: typing.SupportsInt | typing.SupportsIndex,
+        rank: typing.SupportsInt | typing.SupportsIndex,
+        rank_decay: typing.SupportsFloat | typing.SupportsIndex,
+        min_rank: typing.SupportsInt | typing.SupportsIndex,
+    ) -> int:
+        """
+        nbytes of compress(A, rank schedule) for any rows x cols A
+        """
+    @staticmethod
     def from_parts(
         rows: typing.SupportsInt | typing.SupportsIndex,
         cols: typing.SupportsInt | typing.SupportsIndex,
@@ -231,6 +262,13 @@ class HODLRMatrix64:
 class CSRMatrix32:
     @staticmethod
     def deserialize(arg0: bytes) -> CSRMatrix32: ...
+    @staticmethod
+    def nbytes_for(
+        rows: typing.SupportsInt | typing.SupportsIndex, nnz: typing.SupportsInt | typing.SupportsIndex
+    ) -> int:
+        """
+        nbytes of a CSR matrix with `rows` rows and `nnz` stored entries
+        """
     def __init__(
         self,
         data: numpy.ndarray,
@@ -259,6 +297,13 @@ class CSRMatrix32:
 class CSRMatrix64:
     @staticmethod
     def deserialize(arg0: bytes) -> CSRMatrix64: ...
+    @staticmethod
+    def nbytes_for(
+        rows: typing.SupportsInt | typing.SupportsIndex, nnz: typing.SupportsInt | typing.SupportsIndex
+    ) -> int:
+        """
+        nbytes of a CSR matrix with `rows` rows and `nnz` stored entries
+        """
     def __init__(
         self,
         data: numpy.ndarray,
@@ -291,7 +336,23 @@ def bandwidth(
     row_perm: numpy.ndarray,
     col_perm: numpy.ndarray,
 ) -> int: ...
+def checksum(payload: bytes) -> int:
+    """
+    the container's checksum of a payload (the bytes after the header)
+    """
+
+def cluster_tree(
+    rows: typing.SupportsInt | typing.SupportsIndex,
+    cols: typing.SupportsInt | typing.SupportsIndex,
+    leaf_size: typing.SupportsInt | typing.SupportsIndex,
+) -> tuple:
+    """
+    (levels, [(row_begin, row_end, col_begin, col_end) per node in heap order]) of the
+    cluster tree HSS and HODLR matrices of this shape and leaf size are built on
+    """
+
 def get_num_threads() -> int: ...
+def max_num_threads() -> int: ...
 def reverse_cuthill_mckee(
     indptr: numpy.ndarray,
     indices: numpy.ndarray,

@@ -275,7 +275,7 @@ class CSRMatrix(LinearOperatorMixin, Persistent):
         Examples
         --------
         >>> import numpy as np, hsslin
-        >>> S = hsslin.CSRMatrix.from_dense(np.eye(5), sparsity=0.2)
+        >>> S = hsslin.CSRMatrix.from_dense(np.eye(5), density=0.2)
         >>> hsslin.CSRMatrix.nbytes_for(5, S.nnz, np.float64) == S.nbytes
         True
         """

@@ -1,6 +1,7 @@
 """Regression tests for the C++ defects of issue 10.
 
-Scales, files, RCM, threads, borrowed CSR arrays, integer options, misaligned arrays.
+Scales, files, RCM, threads, borrowed CSR arrays, integer options, misaligned
+arrays, the float64 copy of a float32 HSS matrix, and the size queries.
 
 Each test failed on the main branch the issue was filed against; the comment
 on each says how.
@@ -59,11 +60,11 @@ def _scaled_error(D, A, k):
 def _exact_scales(A):
     """Exponents k for which 2^k A is exact and its dense form can be multiplied out.
 
-    No entry falls below the normal range, and in the dense form an entry is a sum
-    of up to max(m, n) products of factors, each at most a few times the largest
-    entry (log2(max(m, n)) + 4 bits of headroom below overflow). They reach far
-    outside the range where sums of squares are safe (float32: |k| > 32, float64:
-    |k| > 256).
+    Exact: no entry falls below the normal range. Multiplied out: an entry is a
+    sum of up to max(m, n) products of factors, each at most a few times the
+    largest entry, so log2(max(m, n)) + 4 bits of headroom stay below overflow.
+    The range reaches far outside the one where sums of squares are safe
+    (float32: |k| > 32, float64: |k| > 256).
     """
     info = np.finfo(A.dtype)
     smallest = np.frexp(np.abs(A[A != 0]).min())[1]  # |a| in [2^(e-1), 2^e)

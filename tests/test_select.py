@@ -14,7 +14,7 @@ from hsslin._sparse import CSRMatrix
 def _expected_top_count(rho, total):
     """The documented count rule (CSRMatrix.from_dense), restated as this test's spec.
 
-    It keeps ceil(rho * total) entries, except that a product within 8 ulps of an integer
+    ceil(rho * total) entries, except that a product within 8 ulps of an integer
     (0.1 * 2000 = 200.00000000000003) keeps that integer; never more than total.
     """
     p = rho * total
