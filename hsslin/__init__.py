@@ -11,7 +11,9 @@ True
 """
 
 from ._compress import METHODS, compress
+from ._factor import Factorization, FactorizationError
 from ._hierarchical import HODLRMatrix, HSSMatrix, load
+from ._kernels import KERNELS, KernelMatrix
 from ._loader import core as _core
 from ._lowrank import LowRankMatrix, SparsePlusLowRank
 from ._operator import TransposedOperator
@@ -28,6 +30,10 @@ __all__ = [
     "LowRankMatrix",
     "SparsePlusLowRank",
     "TransposedOperator",
+    "Factorization",
+    "FactorizationError",
+    "KernelMatrix",
+    "KERNELS",
     "compress",
     "METHODS",
     "reverse_cuthill_mckee",

@@ -6,6 +6,8 @@ import os
 
 import numpy as np
 
+from . import _kernels, _registry
+from ._factor import factorize
 from ._loader import core as _core
 from ._operator import LinearOperatorMixin
 from ._validation import as_float_matrix, check_int, check_seed, check_tol
@@ -19,7 +21,7 @@ class _Hierarchical(LinearOperatorMixin):
 
     _kinds: dict = {}
 
-    def __init__(self, impl):
+    def __init__(self, impl, permutation=None):
         if type(impl) not in self._kinds.values():
             raise TypeError(
                 f"use {type(self).__name__}.from_dense(...) or hsslin.load(...) "
@@ -30,6 +32,7 @@ class _Hierarchical(LinearOperatorMixin):
         # for every call into the extension (see docs/bench_hss.md).
         self._shape = (int(impl.rows), int(impl.cols))
         self._dtype = np.dtype(np.float32) if "32" in type(impl).__name__ else np.dtype(np.float64)
+        self._perm = _kernels.as_permutation(permutation, self._shape)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -55,15 +58,36 @@ class _Hierarchical(LinearOperatorMixin):
     def leaf_size(self) -> int:
         return int(self._impl.leaf_size)
 
+    @property
+    def permutation(self) -> np.ndarray | None:
+        """Read-only: point ``perm[t]`` is at position ``t`` of the cluster tree (from_kernel),
+        or None when the tree follows the caller's order. Products, solves and
+        log-determinants always take and return vectors in the caller's order."""
+        return self._perm
+
+    def factor(self, symmetric: bool = False):
+        """Factors the (square) matrix for solves and log-determinants.
+
+        ``symmetric=True`` runs the Cholesky-type variant, which needs a
+        symmetric positive definite matrix; see :class:`hsslin.Factorization`.
+        """
+        return factorize(self, symmetric)
+
     def _apply(self, x, transpose):
+        if self._perm is not None:
+            return _kernels.apply_permuted(self._apply_tree, self._perm, x, transpose)
+        return self._apply_tree(x, transpose)
+
+    def _apply_tree(self, x, transpose):
         return self._impl.apply(x, transpose)
 
     def _dense(self, transpose):
-        return self._impl.to_dense(transpose)
+        D = self._impl.to_dense(transpose)
+        return D if self._perm is None else _kernels.unpermute_dense(D, self._perm)
 
     def copy(self):
         """Returns an independent deep copy."""
-        return type(self)(self._impl.copy())
+        return type(self)(self._impl.copy(), self._perm)
 
     __copy__ = copy
 
@@ -71,15 +95,21 @@ class _Hierarchical(LinearOperatorMixin):
         return self.copy()
 
     def __reduce__(self):
-        return (_from_bytes, (self._impl.serialize(),))
+        return (_from_bytes, (self.to_bytes(),))
 
     def to_bytes(self) -> bytes:
         """The versioned, checksummed binary form that `save` writes."""
-        return self._impl.serialize()
+        return _kernels.permuted_bytes(self._impl.serialize(), self._perm, self._dtype)
+
+    @classmethod
+    def _from_container(cls, arrays, blobs, meta=None):
+        # A matrix saved with its geometric permutation (kind _kernels.PERMUTED_KIND).
+        inner = _from_bytes(blobs["matrix"])
+        return type(inner)(inner._impl, arrays["permutation"])
 
     def save(self, path) -> None:
         """Writes the matrix to `path` (versioned format, checked by `hsslin.load`)."""
-        data = self._impl.serialize()
+        data = self.to_bytes()
         tmp = f"{os.fspath(path)}.tmp-{os.getpid()}"
         with open(tmp, "wb") as f:
             f.write(data)
@@ -112,6 +142,8 @@ class HSSMatrix(_Hierarchical):
     """
 
     _kinds = _HSS
+    from_kernel = classmethod(_kernels.hss_from_kernel)
+    from_operator = classmethod(_kernels.hss_from_operator)
 
     @classmethod
     def from_dense(
@@ -216,7 +248,7 @@ class HSSMatrix(_Hierarchical):
         """True when compression did not pay and the matrix is stored as one dense block."""
         return bool(self._impl.is_dense_fallback)
 
-    def _apply(self, x, transpose):
+    def _apply_tree(self, x, transpose):
         # A single dense block (one-leaf tree or dense fallback): the platform BLAS
         # beats any kernel of ours on a plain dense product.
         try:
@@ -250,6 +282,7 @@ class HODLRMatrix(_Hierarchical):
     """
 
     _kinds = _HODLR
+    from_kernel = classmethod(_kernels.hodlr_from_kernel)
 
     @classmethod
     def from_dense(
@@ -341,6 +374,7 @@ class HODLRMatrix(_Hierarchical):
 
 
 _KIND_CLASSES = {1: (HSSMatrix, _HSS), 2: (HODLRMatrix, _HODLR)}
+_registry.register_container(_kernels.PERMUTED_KIND, _Hierarchical)
 _MAGIC = b"HSSLIN\x00\n"
 
 

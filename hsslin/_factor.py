@@ -1,0 +1,316 @@
+"""Direct factorizations of hierarchical matrices: solves, log-determinants, preconditioners.
+
+``H.factor()`` on an :class:`~hsslin.HSSMatrix` runs a ULV factorization
+(Chandrasekaran, Gu, Pals 2006; Xia, Chandrasekaran, Gu, Li 2010), on a
+:class:`~hsslin.HODLRMatrix` a recursive Sherman-Morrison-Woodbury
+factorization (Ambikasaran and Darve 2013); both in the C++ core,
+multithreaded, without the GIL. A matrix stored as one dense block (small,
+or detected as incompressible) is factored by LAPACK through scipy.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.linalg
+import scipy.sparse.linalg
+
+from ._container import read_container, write_container
+from ._loader import core as _core
+from ._validation import as_operand
+
+FactorizationError = _core.FactorizationError
+FactorizationError.__module__ = "hsslin"
+FactorizationError.__doc__ = (
+    "A matrix could not be factored: it is singular to working precision, or, for "
+    "``symmetric=True``, not positive definite. A subclass of numpy.linalg.LinAlgError "
+    "(and so of ValueError)."
+)
+
+_KIND = 9  # file kind of a saved factorization (a container; see _container.py)
+_CORE = {
+    "hss": {np.dtype(np.float32): _core.HSSULV32, np.dtype(np.float64): _core.HSSULV64},
+    "hodlr": {np.dtype(np.float32): _core.HODLRFactor32, np.dtype(np.float64): _core.HODLRFactor64},
+}
+_FAMILY = {
+    _core.HSSMatrix32: "hss",
+    _core.HSSMatrix64: "hss",
+    _core.HODLRMatrix32: "hodlr",
+    _core.HODLRMatrix64: "hodlr",
+}
+
+
+class _DenseFactor:
+    """LAPACK LU (getrf) or Cholesky (potrf) of a dense block, through scipy."""
+
+    def __init__(self, A: np.ndarray, spd: bool, factors=None):
+        self.spd = spd
+        self.size = A.shape[0] if A is not None else factors[0].shape[0]
+        if factors is not None:
+            self.factors = factors
+            return
+        if spd:
+            try:
+                c, _ = scipy.linalg.cho_factor(A, lower=True, check_finite=False)
+            except np.linalg.LinAlgError:
+                raise FactorizationError(
+                    "matrix is not positive definite: the Cholesky variant (symmetric=True) needs a "
+                    "symmetric positive definite matrix; factor indefinite or non-symmetric "
+                    "matrices with symmetric=False"
+                ) from None
+            self.factors = (c,)
+        else:
+            lu, piv = scipy.linalg.lu_factor(A, check_finite=False)
+            self.factors = (lu, piv)
+        self._check_pivots(A)
+
+    def _check_pivots(self, A):
+        # The same rule as the core's (factorization.hpp): a pivot at or below
+        # size x epsilon x ||A||_F makes the matrix singular to working precision.
+        d = np.abs(np.diagonal(self.factors[0])).astype(np.float64)
+        if self.spd:
+            d = d * d
+        floor = np.finfo(A.dtype).eps * A.shape[0] * float(np.linalg.norm(A))
+        if d.size and not d.min() > floor:
+            kind = "not positive definite" if self.spd else "singular to working precision"
+            raise FactorizationError(
+                f"matrix is {kind}: a pivot of size {d.min():.3g} is at or below the threshold "
+                f"{floor:.3g} (size x epsilon x norm of the matrix)"
+            )
+
+    @property
+    def nbytes(self) -> int:
+        return int(sum(f.nbytes for f in self.factors))
+
+    def solve(self, b, transpose):
+        if self.spd:
+            return scipy.linalg.cho_solve((self.factors[0], True), b, check_finite=False)
+        return scipy.linalg.lu_solve(self.factors, b, trans=1 if transpose else 0, check_finite=False)
+
+    def logdet(self):
+        d = np.diagonal(self.factors[0]).astype(np.float64)
+        if self.spd:
+            return 1.0, 2.0 * float(np.sum(np.log(d)))
+        swaps = int(np.count_nonzero(self.factors[1] != np.arange(d.size)))
+        sign = (-1.0) ** swaps * float(np.prod(np.sign(d)))
+        return sign, float(np.sum(np.log(np.abs(d))))
+
+
+class Factorization:
+    """A factorization of a square hierarchical matrix, made by ``H.factor()``.
+
+    Solves ``A x = b`` (or ``A^T x = b``) for one or several right-hand
+    sides, gives ``log|det A|`` with its sign, and serves as a
+    preconditioner through :meth:`inverse_operator`. Vectors are in the
+    caller's order even when the matrix was built on a permuted (geometric)
+    order; :attr:`permutation` says which.
+
+    Examples
+    --------
+    >>> import numpy as np, hsslin
+    >>> x = np.linspace(0, 1, 2000)
+    >>> K = np.exp(-(x[:, None] - x[None, :]) ** 2 / (2 * 0.05**2)) + 1e-2 * np.eye(2000)
+    >>> F = hsslin.HSSMatrix.from_dense(K, tol=1e-10).factor(symmetric=True)
+    >>> b = np.ones(2000)
+    >>> bool(np.linalg.norm(K @ F.solve(b) - b) < 1e-6 * np.linalg.norm(b))
+    True
+    >>> sign, logabs = F.logdet()
+    >>> bool(abs(logabs - np.linalg.slogdet(K)[1]) < 1e-6 * abs(logabs))
+    True
+    """
+
+    def __init__(self, impl, method: str, dtype, permutation=None):
+        if not isinstance(impl, (_DenseFactor, *_CORE["hss"].values(), *_CORE["hodlr"].values())):
+            raise TypeError("use H.factor() or hsslin.load(...) to create a Factorization")
+        self._impl = impl
+        self._method = method
+        self._dtype = np.dtype(dtype)
+        n = int(impl.size)
+        self._shape = (n, n)
+        self._perm = None
+        if permutation is not None:
+            self._perm = np.asarray(permutation, dtype=np.int64)
+            self._perm.setflags(write=False)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(n, n) of the factored matrix."""
+        return self._shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        """float32 or float64: the precision the factors are stored and applied in."""
+        return self._dtype
+
+    @property
+    def method(self) -> str:
+        """``"hss-ulv"``, ``"hss-cholesky"``, ``"hodlr-smw"``, ``"hodlr-smw-spd"``,
+        ``"dense-lu"`` or ``"dense-cholesky"``."""
+        return self._method
+
+    @property
+    def symmetric(self) -> bool:
+        """True for the Cholesky-type (SPD) variants."""
+        return bool(self._impl.spd)
+
+    @property
+    def nbytes(self) -> int:
+        """Every stored byte of the factors (transforms, couplings, dense factors, tree)."""
+        extra = 0 if self._perm is None else self._perm.nbytes
+        return int(self._impl.nbytes) + extra
+
+    @property
+    def permutation(self) -> np.ndarray | None:
+        """Read-only: row/column ``perm[t]`` of the caller's matrix is row/column ``t``
+        of the factored one, or None when the caller's order is the factored order."""
+        return self._perm
+
+    def solve(self, b, transpose: bool = False) -> np.ndarray:
+        """Returns x with ``A x = b`` (``A^T x = b`` with `transpose`).
+
+        Parameters
+        ----------
+        b : array_like, shape (n,) or (n, k)
+            Right-hand side(s). float32 input to a float64 factorization is
+            upcast; float64 input to a float32 one raises ValueError.
+        transpose : bool
+            Solve with the transpose (the same as without for ``symmetric``).
+
+        Returns
+        -------
+        ndarray of the factorization's dtype, shaped like `b`.
+        """
+        n = self._shape[0]
+        b = as_operand(b, n, self._dtype, "b", "the factorization")
+        if self._perm is None:
+            return self._impl.solve(b, bool(transpose))
+        x = np.empty_like(b)
+        x[self._perm] = self._impl.solve(np.ascontiguousarray(b[self._perm]), bool(transpose))
+        return x
+
+    def logdet(self) -> tuple[float, float]:
+        """(sign, log|det A|), as ``numpy.linalg.slogdet`` returns them."""
+        sign, logabs = self._impl.logdet()
+        return float(sign), float(logabs)
+
+    def inverse_operator(self) -> scipy.sparse.linalg.LinearOperator:
+        """``A^{-1}`` as a scipy LinearOperator (for ``M=`` of ``cg``, ``gmres``, ...).
+
+        Examples
+        --------
+        >>> import numpy as np, scipy.sparse.linalg as sla, hsslin
+        >>> x = np.linspace(0, 1, 1000)
+        >>> A = np.exp(-np.abs(x[:, None] - x[None, :]) / 0.3) + 1e-3 * np.eye(1000)
+        >>> M = hsslin.HSSMatrix.from_dense(A, tol=1e-3).factor().inverse_operator()
+        >>> b = np.ones(1000)
+        >>> sol, info = sla.gmres(A, b, M=M, rtol=1e-10)
+        >>> info
+        0
+        """
+        n = self._shape[0]
+        return scipy.sparse.linalg.LinearOperator(
+            (n, n),
+            matvec=self.solve,
+            rmatvec=lambda b: self.solve(b, transpose=True),
+            matmat=self.solve,
+            rmatmat=lambda b: self.solve(b, transpose=True),
+            dtype=self._dtype,
+        )
+
+    def __repr__(self) -> str:
+        n = self._shape[0]
+        return f"<Factorization {self._method} {n}x{n} {self._dtype}, {self.nbytes} bytes>"
+
+    # -- files --------------------------------------------------------------
+    def to_bytes(self) -> bytes:
+        """The versioned, checksummed binary form that `save` writes."""
+        arrays, blobs = {}, {}
+        if self._perm is not None:
+            arrays["permutation"] = self._perm
+        if isinstance(self._impl, _DenseFactor):
+            for name, f in zip(("lu", "piv"), self._impl.factors):
+                arrays[name] = f
+        else:
+            blobs["core"] = self._impl.serialize()
+        meta = {"method": self._method, "spd": self.symmetric}
+        return write_container(_KIND, self._dtype, arrays, blobs, meta)
+
+    def save(self, path) -> None:
+        """Writes the factorization to `path` (read back by ``hsslin.load``)."""
+        with open(path, "wb") as f:
+            f.write(self.to_bytes())
+
+    def __reduce__(self):
+        return (_from_bytes, (self.to_bytes(),))
+
+    @classmethod
+    def _from_container(cls, arrays, blobs, meta=None):
+        meta = meta or {}
+        method = meta.get("method", "")
+        family = method.split("-")[0]
+        perm = arrays.get("permutation")
+        if family == "dense":
+            lu = arrays.get("lu")
+            if lu is None or lu.ndim != 2 or lu.shape[0] != lu.shape[1]:
+                raise ValueError("corrupted file: a dense factorization without a square factor")
+            factors = (lu,) if meta.get("spd") else (lu, arrays.get("piv"))
+            if not meta.get("spd") and (factors[1] is None or factors[1].shape != (lu.shape[0],)):
+                raise ValueError("corrupted file: a dense LU without its pivots")
+            impl, dtype = _DenseFactor(None, bool(meta.get("spd")), factors), lu.dtype
+        elif family in _CORE and "core" in blobs:
+            dtype = {4: np.dtype(np.float32), 8: np.dtype(np.float64)}.get(blobs["core"][16])
+            if dtype is None:
+                raise ValueError("corrupted file: bad scalar size of the factors")
+            impl = _CORE[family][dtype].deserialize(blobs["core"])
+        else:
+            raise ValueError(f"corrupted file: unknown factorization method {method!r}")
+        if perm is not None and (perm.shape != (impl.size,) or not _is_permutation(perm)):
+            raise ValueError("corrupted file: the factorization's permutation is not one")
+        return cls(impl, method, dtype, perm)
+
+
+def _is_permutation(p: np.ndarray) -> bool:
+    return p.dtype.kind in "iu" and bool(np.array_equal(np.sort(p), np.arange(p.size)))
+
+
+def _from_bytes(data: bytes) -> Factorization:
+    arrays, blobs, meta = read_container(data, _KIND)
+    return Factorization._from_container(arrays, blobs, meta)
+
+
+def factorize(H, symmetric: bool = False) -> Factorization:
+    """Factors a square HSSMatrix or HODLRMatrix (see ``HSSMatrix.factor``)."""
+    if not isinstance(symmetric, (bool, np.bool_)):
+        raise TypeError(f"symmetric must be a bool, got {type(symmetric).__name__}")
+    m, n = H.shape
+    if m != n:
+        raise ValueError(f"factor needs a square matrix, got shape {H.shape}")
+    perm = H.permutation
+    family = _FAMILY[type(H._impl)]
+    dense = H._impl.dense_view() if family == "hss" else None
+    if dense is not None:  # one dense block: LAPACK
+        # (A one-leaf HSS matrix does not record symmetry: look at the block.)
+        if symmetric and not (H.symmetric or np.array_equal(dense, dense.T)):
+            raise ValueError(
+                "symmetric=True needs a symmetric matrix (compressed from exactly symmetric input); "
+                "this one is not"
+            )
+        impl = _DenseFactor(dense, bool(symmetric))
+        method = "dense-cholesky" if symmetric else "dense-lu"
+        return Factorization(impl, method, H.dtype, perm)
+    impl = _CORE[family][H.dtype].factor(H._impl, bool(symmetric))
+    method = {
+        ("hss", False): "hss-ulv",
+        ("hss", True): "hss-cholesky",
+        ("hodlr", False): "hodlr-smw",
+        ("hodlr", True): "hodlr-smw-spd",
+    }[family, bool(symmetric)]
+    return Factorization(impl, method, H.dtype, perm)
+
+
+def _register():
+    from . import _registry
+
+    _registry.register_container(_KIND, Factorization)
+
+
+_register()
