@@ -20,6 +20,11 @@ constexpr int kMaxTightenings = 3;  // re-builds with a tighter node tolerance
 // Factors above this share of the dense matrix's entries: store it dense
 // (as HSSMatrix::compress does for incompressible input).
 constexpr double kDenseFraction = 0.9;
+// ... but never a dense matrix above this many bytes (the 4 GiB the issue
+// allows a 100 000-point build): a kernel that does not compress at that
+// size is an error, not an 80 GB allocation. The construction stops as soon
+// as its factors pass it.
+constexpr double kMaxDenseBytes = 4.0 * (1 << 30);
 // Far-field samples per node: twice the candidate rows plus this many. The
 // far field of a smooth kernel has a low rank; twice the rows leaves room
 // for every rank the ID can pick, and the floor covers leaves whose
@@ -144,7 +149,7 @@ struct KernelBuild {
         const Node& nd = nodes[size_t(i)];
         stored += double(nd.D.size() + nd.U.size() + nd.V.size());
       }
-      if (stored >= kDenseFraction * dense) return false;
+      if (stored >= kDenseFraction * dense || stored * sizeof(T) > kMaxDenseBytes) return false;
     }
     parallel_for(0, tree.leaf_begin(), [&](Index p) {
       Node& nd = nodes[size_t(p)];
@@ -260,12 +265,16 @@ HSSMatrix<T> HSSMatrix<T>::from_kernel(const KernelMatrix<T>& K, const Geometric
     const double unit = options.tol() * safety * std::sqrt(probe.norm2 / (2.0 * levels));
     KernelBuild<T> build{K,  geo, options, unit, mix(options.seed() + std::uint64_t(attempt)),
                          {}, {},  {}};
-    if (!build.run()) {
-      H.set_dense(K);
-      return H;
-    }
-    H.pack(std::move(build.nodes));
-    if (H.nbytes() >= Index(sizeof(T)) * K.size() * K.size()) {
+    const bool compressed = build.run();
+    if (compressed) H.pack(std::move(build.nodes));
+    if (!compressed || H.nbytes() >= Index(sizeof(T)) * K.size() * K.size()) {
+      const double bytes = double(sizeof(T)) * double(K.size()) * double(K.size());
+      HSSLIN_CHECK(bytes <= kMaxDenseBytes, "the ", K.size(), "x", K.size(),
+                   " kernel matrix does not compress at tol=", options.tol(),
+                   " (its factors would take most of the dense matrix), and storing it dense "
+                   "would take ",
+                   bytes / double(1 << 30),
+                   " GiB: use a larger tol or lengthscale, or fewer points");
       H.set_dense(K);
       return H;
     }
