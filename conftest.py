@@ -1,8 +1,11 @@
-"""Root pytest configuration: skip collecting the torch adapter's modules for
-doctests when torch (an optional extra) is not installed."""
+"""Root pytest configuration.
+
+Skips collecting the torch adapter's modules for doctests when torch (an
+optional extra) is not installed.
+"""
 
 import importlib.util
 
 collect_ignore_glob = []
 if importlib.util.find_spec("torch") is None or importlib.util.find_spec("transformers") is None:
-    collect_ignore_glob += ["hsslin/torch.py", "hsslin/_torch_eval.py"]
+    collect_ignore_glob += ["hsslin/torch/*"]

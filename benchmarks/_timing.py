@@ -73,7 +73,7 @@ def time_once(fn: Callable[[], object]) -> float:
 
 
 def time_back_to_back(fn: Callable[[], object], repeat: int, warmup: int = 2) -> np.ndarray:
-    """Times `repeat` consecutive calls of `fn` after `warmup` untimed calls.
+    """Time `repeat` consecutive calls of `fn` after `warmup` untimed calls.
 
     Returns the individual times in seconds (take the median).
     """
@@ -86,7 +86,7 @@ def time_back_to_back(fn: Callable[[], object], repeat: int, warmup: int = 2) ->
 def time_interleaved(
     fns: Mapping[str, Callable[[], object]], repeat: int, warmup: int = 2
 ) -> dict[str, np.ndarray]:
-    """Times several callables round-robin: a, b, a, b, ... (in the mapping's order).
+    """Time several callables round-robin: a, b, a, b, ... (in the mapping's order).
 
     `warmup` untimed rounds come first. Returns ``{name: times in seconds}``,
     `repeat` times per callable; compare medians (see :func:`ratio`).
@@ -134,7 +134,7 @@ def ratio(numerator: Sequence[float], denominator: Sequence[float]) -> float:
 
 
 def blas_pools() -> list[dict]:
-    """threadpoolctl's description of the loaded BLAS libraries (empty without threadpoolctl)."""
+    """Threadpoolctl's description of the loaded BLAS libraries (empty without threadpoolctl)."""
     if _tpc is None:
         return []
     return [p for p in _tpc.threadpool_info() if p.get("user_api") == "blas"]

@@ -143,7 +143,7 @@ class Case:
         return self.err_exact if self.err_exact is not None else self.err_estimate
 
     def speedup(self, kind: str, warm: bool = False) -> float:
-        """median dense time / median HSS time (interleaved or warm)."""
+        """Median dense time / median HSS time (interleaved or warm)."""
         dense = getattr(self, f"{kind}_dense")
         ours = getattr(self, f"{kind}_hss_warm" if warm else f"{kind}_hss")
         return T.ratio(dense, ours)

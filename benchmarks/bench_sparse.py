@@ -41,7 +41,7 @@ def interleaved(*fns, reps):
 
 
 def single_threaded(f):
-    """f run with hsslin limited to one thread."""
+    """F run with hsslin limited to one thread."""
 
     def run():
         threads = _core.get_num_threads()

@@ -112,7 +112,7 @@ def _child(w_path, method, fraction, rcm_pattern, out_prefix):
 
 
 def build_with_limit(w_path, method, fraction, rcm_pattern, limit_s, workdir):
-    """Builds in a spawned child; returns (result dict with 'op', or None if over the limit)."""
+    """Build in a spawned child; returns (result dict with 'op', or None if over the limit)."""
     prefix = os.path.join(workdir, f"{method}-{fraction}-{rcm_pattern}".replace("+", "_"))
     proc = mp.get_context("spawn").Process(
         target=_child, args=(w_path, method, fraction, rcm_pattern, prefix)
@@ -259,7 +259,7 @@ def paper_claim(per_fraction) -> list[str]:
 
 
 def rcm_verdict(rows) -> str:
-    """Counts the cells where each RCM pattern gives the lower error."""
+    """Count the cells where each RCM pattern gives the lower error."""
     res, spa = rows[0][1:], rows[1][1:]
     pairs = [(float(a), float(b)) for a, b in zip(res, spa) if "skipped" not in (a, b)]
     wins_res = sum(a < b for a, b in pairs)

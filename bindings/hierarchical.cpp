@@ -111,6 +111,21 @@ void register_hss(py::module_& m, const char* name) {
                     py::gil_scoped_release release;
                     return H::deserialize(blob);
                   })
+      .def("parts",
+           [](const H& h) {
+             // Copies of node i's five factors (empty where the node has none).
+             py::list nodes;
+             for (Index i = 0; i < h.tree().size(); ++i) {
+               py::dict d;
+               d["D"] = to_numpy(Matrix<T>(h.D(i)));
+               d["U"] = to_numpy(Matrix<T>(h.U(i)));
+               d["V"] = to_numpy(Matrix<T>(h.V(i)));
+               d["B12"] = to_numpy(Matrix<T>(h.B12(i)));
+               d["B21"] = to_numpy(Matrix<T>(h.B21(i)));
+               nodes.append(d);
+             }
+             return nodes;
+           })
       .def("copy", [](const H& h) { return H(h); });
 }
 

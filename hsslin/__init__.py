@@ -10,15 +10,18 @@ Compress a dense matrix into a hierarchical form and apply it fast:
 True
 """
 
+from . import cuda  # pure Python; the CUDA extension loads on first use
 from ._compress import METHODS, compress
 from ._factor import Factorization, FactorizationError
-from ._hierarchical import HODLRMatrix, HSSMatrix, load
+from ._hierarchical import HODLRMatrix, HSSMatrix
+from ._io import load
 from ._kernels import KERNELS, KernelMatrix
 from ._loader import core as _core
 from ._lowrank import LowRankMatrix, SparsePlusLowRank
 from ._operator import TransposedOperator
 from ._sparse import CSRMatrix, bandwidth, reverse_cuthill_mckee
 from ._sparse_plus import SparsePlusHSS
+from ._validation import check_int
 
 __version__ = "0.1.0"
 
@@ -42,11 +45,12 @@ __all__ = [
     "set_num_threads",
     "get_num_threads",
     "simd_path",
+    "cuda",
 ]
 
 
 def set_num_threads(n: int) -> None:
-    """Sets the number of threads hsslin's kernels use.
+    """Set the number of threads hsslin's kernels use.
 
     The initial value comes from the environment variable
     ``HSSLIN_NUM_THREADS``, else the number of CPUs. Small products run on
@@ -61,13 +65,11 @@ def set_num_threads(n: int) -> None:
     1
     >>> hsslin.set_num_threads(old)
     """
-    from ._validation import check_int
-
     _core.set_num_threads(check_int(n, "n", 1))
 
 
 def get_num_threads() -> int:
-    """Returns the number of threads hsslin's kernels use."""
+    """Return the number of threads hsslin's kernels use."""
     return int(_core.get_num_threads())
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse.linalg
 
-from ._container import read_container, write_container
+from ._io import Kind, Persistent, register_container, register_core
 from ._loader import core as _core
 from ._validation import as_operand
 
@@ -26,7 +26,6 @@ FactorizationError.__doc__ = (
     "(and so of ValueError)."
 )
 
-_KIND = 9  # file kind of a saved factorization (a container; see _container.py)
 _CORE = {
     "hss": {np.dtype(np.float32): _core.HSSULV32, np.dtype(np.float64): _core.HSSULV64},
     "hodlr": {np.dtype(np.float32): _core.HODLRFactor32, np.dtype(np.float64): _core.HODLRFactor64},
@@ -39,7 +38,7 @@ _FAMILY = {
 }
 
 
-class _DenseFactor:
+class _DenseFactor(Persistent):
     """LAPACK LU (getrf) or Cholesky (potrf) of a dense block, through scipy."""
 
     def __init__(self, A: np.ndarray, spd: bool, factors=None):
@@ -47,7 +46,9 @@ class _DenseFactor:
         self.size = A.shape[0] if A is not None else factors[0].shape[0]
         if factors is not None:
             self.factors = factors
+            self.dtype = factors[0].dtype
             return
+        self.dtype = A.dtype
         if spd:
             try:
                 c, _ = scipy.linalg.cho_factor(A, lower=True, check_finite=False)
@@ -94,8 +95,57 @@ class _DenseFactor:
         sign = (-1.0) ** swaps * float(np.prod(np.sign(d)))
         return sign, float(np.sum(np.log(np.abs(d))))
 
+    def _container_parts(self):
+        arrays = {"lu": self.factors[0]} if self.spd else {"lu": self.factors[0], "piv": self.factors[1]}
+        return arrays, {}, {"spd": bool(self.spd)}
 
-class Factorization:
+    @classmethod
+    def _from_container(cls, arrays, parts, meta):
+        lu, piv, spd = arrays["lu"], arrays.get("piv"), meta.get("spd")
+        if not isinstance(spd, bool) or lu.ndim != 2 or lu.shape[0] != lu.shape[1]:
+            raise ValueError("a dense factor needs a square factor and a bool spd")
+        if spd != (piv is None):
+            raise ValueError("an LU needs its pivots, a Cholesky factor has none")
+        n = lu.shape[0]
+        if piv is not None and (piv.shape != (n,) or piv.min(initial=0) < 0 or piv.max(initial=0) >= n):
+            raise ValueError("the pivots do not fit the factor")
+        return cls(None, spd, (lu,) if spd else (lu, piv))
+
+
+class _CoreFactor(Persistent):
+    """A factorization the C++ core computed, wrapped so files can hold it."""
+
+    _impls: dict = {}  # dtype -> C++ class, set by each subclass
+
+    def __init__(self, impl):
+        self.dtype = {t: d for d, t in self._impls.items()}[type(impl)]
+        self._impl = impl
+        self.size, self.spd = int(impl.size), bool(impl.spd)
+
+    @classmethod
+    def _from_impl(cls, impl):
+        return cls(impl)
+
+    @property
+    def nbytes(self) -> int:
+        return int(self._impl.nbytes)
+
+    def solve(self, b, transpose):
+        return self._impl.solve(b, transpose)
+
+    def logdet(self):
+        return self._impl.logdet()
+
+
+class _HSSFactor(_CoreFactor):
+    _impls = _CORE["hss"]
+
+
+class _HODLRFactor(_CoreFactor):
+    _impls = _CORE["hodlr"]
+
+
+class Factorization(Persistent):
     """A factorization of a square hierarchical matrix, made by ``H.factor()``.
 
     Solves ``A x = b`` (or ``A^T x = b``) for one or several right-hand
@@ -119,7 +169,7 @@ class Factorization:
     """
 
     def __init__(self, impl, method: str, dtype, permutation=None):
-        if not isinstance(impl, (_DenseFactor, *_CORE["hss"].values(), *_CORE["hodlr"].values())):
+        if not isinstance(impl, (_DenseFactor, _CoreFactor)):
             raise TypeError("use H.factor() or hsslin.load(...) to create a Factorization")
         self._impl = impl
         self._method = method
@@ -143,8 +193,11 @@ class Factorization:
 
     @property
     def method(self) -> str:
-        """``"hss-ulv"``, ``"hss-cholesky"``, ``"hodlr-smw"``, ``"hodlr-smw-spd"``,
-        ``"dense-lu"`` or ``"dense-cholesky"``."""
+        """The algorithm that ran.
+
+        One of ``"hss-ulv"``, ``"hss-cholesky"``, ``"hodlr-smw"``,
+        ``"hodlr-smw-spd"``, ``"dense-lu"`` or ``"dense-cholesky"``.
+        """
         return self._method
 
     @property
@@ -160,8 +213,11 @@ class Factorization:
 
     @property
     def permutation(self) -> np.ndarray | None:
-        """Read-only: row/column ``perm[t]`` of the caller's matrix is row/column ``t``
-        of the factored one, or None when the caller's order is the factored order."""
+        """Read-only order of the factored matrix, or None when it is the caller's order.
+
+        Row/column ``perm[t]`` of the caller's matrix is row/column ``t`` of
+        the factored one.
+        """
         return self._perm
 
     def solve(self, b, transpose: bool = False) -> np.ndarray:
@@ -180,7 +236,17 @@ class Factorization:
         ndarray of the factorization's dtype, shaped like `b`.
         """
         n = self._shape[0]
-        b = as_operand(b, n, self._dtype, "b", "the factorization")
+        b = as_operand(b, n, self._dtype, "b")
+        if b.dtype.kind == "c":  # a real factorization: the real and imaginary parts separately
+            out = np.empty(b.shape, dtype=b.dtype)
+            out.real = self.solve(np.ascontiguousarray(b.real), transpose)
+            out.imag = self.solve(np.ascontiguousarray(b.imag), transpose)
+            return out
+        if b.dtype != self._dtype:
+            raise ValueError(
+                f"b has dtype {b.dtype}, but the factorization is {self._dtype}: a float64 solve "
+                f"needs a float64 factorization (factor the matrix built from float64 data)"
+            )
         if self._perm is None:
             return self._impl.solve(b, bool(transpose))
         x = np.empty_like(b)
@@ -221,60 +287,23 @@ class Factorization:
         return f"<Factorization {self._method} {n}x{n} {self._dtype}, {self.nbytes} bytes>"
 
     # -- files --------------------------------------------------------------
-    def to_bytes(self) -> bytes:
-        """The versioned, checksummed binary form that `save` writes."""
-        arrays, blobs = {}, {}
-        if self._perm is not None:
-            arrays["permutation"] = self._perm
-        if isinstance(self._impl, _DenseFactor):
-            for name, f in zip(("lu", "piv"), self._impl.factors):
-                arrays[name] = f
-        else:
-            blobs["core"] = self._impl.serialize()
-        meta = {"method": self._method, "spd": self.symmetric}
-        return write_container(_KIND, self._dtype, arrays, blobs, meta)
-
-    def save(self, path) -> None:
-        """Writes the factorization to `path` (read back by ``hsslin.load``)."""
-        with open(path, "wb") as f:
-            f.write(self.to_bytes())
-
-    def __reduce__(self):
-        return (_from_bytes, (self.to_bytes(),))
+    def _container_parts(self):
+        arrays = {} if self._perm is None else {"permutation": self._perm}
+        return arrays, {"factor": self._impl}, {"method": self._method}
 
     @classmethod
-    def _from_container(cls, arrays, blobs, meta=None):
-        meta = meta or {}
-        method = meta.get("method", "")
-        family = method.split("-")[0]
-        perm = arrays.get("permutation")
-        if family == "dense":
-            lu = arrays.get("lu")
-            if lu is None or lu.ndim != 2 or lu.shape[0] != lu.shape[1]:
-                raise ValueError("corrupted file: a dense factorization without a square factor")
-            factors = (lu,) if meta.get("spd") else (lu, arrays.get("piv"))
-            if not meta.get("spd") and (factors[1] is None or factors[1].shape != (lu.shape[0],)):
-                raise ValueError("corrupted file: a dense LU without its pivots")
-            impl, dtype = _DenseFactor(None, bool(meta.get("spd")), factors), lu.dtype
-        elif family in _CORE and "core" in blobs:
-            dtype = {4: np.dtype(np.float32), 8: np.dtype(np.float64)}.get(blobs["core"][16])
-            if dtype is None:
-                raise ValueError("corrupted file: bad scalar size of the factors")
-            impl = _CORE[family][dtype].deserialize(blobs["core"])
-        else:
-            raise ValueError(f"corrupted file: unknown factorization method {method!r}")
+    def _from_container(cls, arrays, parts, meta):
+        impl, perm = parts["factor"], arrays.get("permutation")
+        method = meta.get("method")
+        if method not in _METHODS or not isinstance(impl, _METHODS[method]):
+            raise ValueError(f"unknown factorization method {method!r} for its factors")
         if perm is not None and (perm.shape != (impl.size,) or not _is_permutation(perm)):
-            raise ValueError("corrupted file: the factorization's permutation is not one")
-        return cls(impl, method, dtype, perm)
+            raise ValueError("the factorization's permutation is not one")
+        return cls(impl, method, impl.dtype, perm)
 
 
 def _is_permutation(p: np.ndarray) -> bool:
     return p.dtype.kind in "iu" and bool(np.array_equal(np.sort(p), np.arange(p.size)))
-
-
-def _from_bytes(data: bytes) -> Factorization:
-    arrays, blobs, meta = read_container(data, _KIND)
-    return Factorization._from_container(arrays, blobs, meta)
 
 
 def factorize(H, symmetric: bool = False) -> Factorization:
@@ -297,7 +326,8 @@ def factorize(H, symmetric: bool = False) -> Factorization:
         impl = _DenseFactor(dense, bool(symmetric))
         method = "dense-cholesky" if symmetric else "dense-lu"
         return Factorization(impl, method, H.dtype, perm)
-    impl = _CORE[family][H.dtype].factor(H._impl, bool(symmetric))
+    core = _CORE[family][H.dtype].factor(H._impl, bool(symmetric))
+    impl = (_HSSFactor if family == "hss" else _HODLRFactor)(core)
     method = {
         ("hss", False): "hss-ulv",
         ("hss", True): "hss-cholesky",
@@ -307,10 +337,21 @@ def factorize(H, symmetric: bool = False) -> Factorization:
     return Factorization(impl, method, H.dtype, perm)
 
 
-def _register():
-    from . import _registry
-
-    _registry.register_container(_KIND, Factorization)
-
-
-_register()
+# The factors each method writes (checked when a file is read).
+_METHODS = {
+    "hss-ulv": _HSSFactor,
+    "hss-cholesky": _HSSFactor,
+    "hodlr-smw": _HODLRFactor,
+    "hodlr-smw-spd": _HODLRFactor,
+    "dense-lu": _DenseFactor,
+    "dense-cholesky": _DenseFactor,
+}
+register_core(Kind.HSS_FACTOR, _HSSFactor, _HSSFactor._impls)
+register_core(Kind.HODLR_FACTOR, _HODLRFactor, _HODLRFactor._impls)
+register_container(Kind.DENSE_FACTOR, _DenseFactor, arrays=("lu",), optional_arrays=("piv",))
+register_container(
+    Kind.FACTORIZATION,
+    Factorization,
+    optional_arrays=("permutation",),
+    parts={"factor": (_CoreFactor, _DenseFactor)},
+)

@@ -2,27 +2,29 @@
 
 from __future__ import annotations
 
-import os
+import warnings
 
 import numpy as np
 
-from . import _kernels, _registry
+from . import _kernels
 from ._factor import factorize
+from ._io import Kind, Persistent, from_bytes, register_container, register_core
 from ._loader import core as _core
 from ._operator import LinearOperatorMixin
-from ._validation import as_float_matrix, check_int, check_seed, check_tol
+from ._validation import as_float_matrix, check_int, check_rank_decay, check_seed, check_tol
 
 _HSS = {np.dtype(np.float32): _core.HSSMatrix32, np.dtype(np.float64): _core.HSSMatrix64}
 _HODLR = {np.dtype(np.float32): _core.HODLRMatrix32, np.dtype(np.float64): _core.HODLRMatrix64}
 
 
-class _Hierarchical(LinearOperatorMixin):
+class _Hierarchical(LinearOperatorMixin, Persistent):
     """Common behaviour of the two tree formats (wraps a C++ object)."""
 
-    _kinds: dict = {}
+    _impls: dict = {}  # dtype -> C++ class, set by each subclass
 
-    def __init__(self, impl, permutation=None):
-        if type(impl) not in self._kinds.values():
+    def __init__(self, impl):
+        dtype = {t: d for d, t in self._impls.items()}.get(type(impl))
+        if dtype is None:
             raise TypeError(
                 f"use {type(self).__name__}.from_dense(...) or hsslin.load(...) "
                 f"to create a {type(self).__name__}"
@@ -31,8 +33,11 @@ class _Hierarchical(LinearOperatorMixin):
         # Read once: a product checks both, and a product on cold caches pays
         # for every call into the extension (see docs/bench_hss.md).
         self._shape = (int(impl.rows), int(impl.cols))
-        self._dtype = np.dtype(np.float32) if "32" in type(impl).__name__ else np.dtype(np.float64)
-        self._perm = _kernels.as_permutation(permutation, self._shape)
+        self._dtype = dtype
+
+    @classmethod
+    def _from_impl(cls, impl):
+        return cls(impl)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -56,64 +61,49 @@ class _Hierarchical(LinearOperatorMixin):
 
     @property
     def leaf_size(self) -> int:
+        """Largest leaf block the tree was built with."""
         return int(self._impl.leaf_size)
 
     @property
     def permutation(self) -> np.ndarray | None:
-        """Read-only: point ``perm[t]`` is at position ``t`` of the cluster tree (from_kernel),
-        or None when the tree follows the caller's order. Products, solves and
-        log-determinants always take and return vectors in the caller's order."""
-        return self._perm
+        """None: the tree follows the caller's order (``from_kernel`` builds matrices that permute)."""
+        return None
 
     def factor(self, symmetric: bool = False):
         """Factors the (square) matrix for solves and log-determinants.
 
         ``symmetric=True`` runs the Cholesky-type variant, which needs a
         symmetric positive definite matrix; see :class:`hsslin.Factorization`.
+
+        Examples
+        --------
+        >>> import numpy as np, hsslin
+        >>> A = np.eye(300) + np.full((300, 300), 0.5)
+        >>> F = hsslin.HSSMatrix.from_dense(A, tol=1e-10, leaf_size=32).factor(symmetric=True)
+        >>> bool(np.allclose(A @ F.solve(np.ones(300)), 1.0))
+        True
         """
         return factorize(self, symmetric)
 
-    def _apply(self, x, transpose):
-        if self._perm is not None:
-            return _kernels.apply_permuted(self._apply_tree, self._perm, x, transpose)
-        return self._apply_tree(x, transpose)
+    @classmethod
+    def _in_caller_order(cls, impl, permutation):
+        """The matrix of tree-order `impl` whose points the caller ordered by ``perm[t] -> t``."""
+        return cls._permuted_class(impl, permutation)
 
-    def _apply_tree(self, x, transpose):
+    def _apply(self, x, transpose):
         return self._impl.apply(x, transpose)
 
     def _dense(self, transpose):
-        D = self._impl.to_dense(transpose)
-        return D if self._perm is None else _kernels.unpermute_dense(D, self._perm)
+        return self._impl.to_dense(transpose)
 
     def copy(self):
-        """Returns an independent deep copy."""
-        return type(self)(self._impl.copy(), self._perm)
+        """Return an independent deep copy."""
+        return type(self)(self._impl.copy())
 
     __copy__ = copy
 
     def __deepcopy__(self, memo):
         return self.copy()
-
-    def __reduce__(self):
-        return (_from_bytes, (self.to_bytes(),))
-
-    def to_bytes(self) -> bytes:
-        """The versioned, checksummed binary form that `save` writes."""
-        return _kernels.permuted_bytes(self._impl.serialize(), self._perm, self._dtype)
-
-    @classmethod
-    def _from_container(cls, arrays, blobs, meta=None):
-        # A matrix saved with its geometric permutation (kind _kernels.PERMUTED_KIND).
-        inner = _from_bytes(blobs["matrix"])
-        return type(inner)(inner._impl, arrays["permutation"])
-
-    def save(self, path) -> None:
-        """Writes the matrix to `path` (versioned format, checked by `hsslin.load`)."""
-        data = self.to_bytes()
-        tmp = f"{os.fspath(path)}.tmp-{os.getpid()}"
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
 
 
 class HSSMatrix(_Hierarchical):
@@ -141,7 +131,7 @@ class HSSMatrix(_Hierarchical):
     True
     """
 
-    _kinds = _HSS
+    _impls = _HSS
     from_kernel = classmethod(_kernels.hss_from_kernel)
     from_operator = classmethod(_kernels.hss_from_operator)
 
@@ -226,7 +216,13 @@ class HSSMatrix(_Hierarchical):
 
     @property
     def error_estimate(self) -> float:
-        """Relative Frobenius error measured at build time on 8 held-out random probes."""
+        """An estimate of ``||A - H||_F / ||A||_F``, measured at build time on 8 held-out random probes.
+
+        Nested bases leave no block-by-block residual to sum, so unlike
+        :attr:`HODLRMatrix.error` this is estimated (see the safety factor in
+        tests/conftest.py); :meth:`relative_error` measures the error against
+        a dense matrix you pass it.
+        """
         return float(self._impl.error_estimate)
 
     @property
@@ -243,21 +239,60 @@ class HSSMatrix(_Hierarchical):
         """True when the input was exactly symmetric (sampling was shared)."""
         return bool(self._impl.symmetric)
 
+    def parts(self) -> list[dict]:
+        """Copies of every stored factor, node by node in heap order (for adapters).
+
+        Each node's dict holds ``D`` (leaves: the diagonal block), ``U`` and ``V``
+        (leaves: the bases; inner nodes: the transfer matrices, so that
+        ``U_i = diag(U_a, U_b) @ U``; empty at the root) and ``B12``, ``B21``
+        (inner nodes: ``A[I_a, J_b] ~= U_a B12 V_b^T``, ``A[I_b, J_a] ~= U_b B21 V_a^T``);
+        a factor a node does not have is an empty array.
+
+        Examples
+        --------
+        >>> import numpy as np, hsslin
+        >>> x = np.linspace(0, 1, 200)
+        >>> H = hsslin.HSSMatrix.from_dense(np.exp(-np.abs(x[:, None] - x)), tol=1e-6, leaf_size=50)
+        >>> parts = H.parts()
+        >>> len(parts) == 2 ** (H.levels + 1) - 1, parts[-1]["D"].shape
+        (True, (50, 50))
+        """
+        return self._impl.parts()
+
     @property
     def is_dense(self) -> bool:
         """True when compression did not pay and the matrix is stored as one dense block."""
         return bool(self._impl.is_dense_fallback)
 
-    def _apply_tree(self, x, transpose):
-        # A single dense block (one-leaf tree or dense fallback): the platform BLAS
-        # beats any kernel of ours on a plain dense product.
+    def _dense_view(self):
+        """A read-only view of the single dense block (one-leaf tree or dense fallback), else None."""
         try:
-            D = self._dense_block
+            return self._dense_block
         except AttributeError:
-            D = self._dense_block = self._impl.dense_view()
+            self._dense_block = self._impl.dense_view()
+            return self._dense_block
+
+    def _apply(self, x, transpose):
+        # A single dense block: the platform BLAS beats any kernel of ours on a
+        # plain dense product.
+        D = self._dense_view()
         if D is None:
             return self._impl.apply(x, transpose)
         return (D.T if transpose else D) @ x
+
+    def _as_float64(self):
+        D = self._dense_view()
+        if D is not None:  # one dense block, stored as it is: widening it is exact
+            return HSSMatrix.from_dense(D.astype(np.float64), leaf_size=max(self.shape))
+        # A tree needs a float64 copy of the C++ object (HSSMatrix<float> ->
+        # HSSMatrix<double>), which the core does not offer yet. Rounding x to
+        # float32, or splitting it into two float32 parts, gives float32 accuracy
+        # (benchmarks/bench_promotion.py), so neither is offered in its place.
+        raise TypeError(
+            "this float32 HSSMatrix cannot yet apply float64 (or int64, complex128) operands "
+            "in float64: convert the operand with .astype(np.float32), or build the "
+            "HSSMatrix from float64 data"
+        )
 
 
 class HODLRMatrix(_Hierarchical):
@@ -281,7 +316,7 @@ class HODLRMatrix(_Hierarchical):
     dtype('float32')
     """
 
-    _kinds = _HODLR
+    _impls = _HODLR
     from_kernel = classmethod(_kernels.hodlr_from_kernel)
 
     @classmethod
@@ -306,7 +341,7 @@ class HODLRMatrix(_Hierarchical):
         tol : float in (0, 1), optional
             Target relative Frobenius error; each block gets the smallest rank
             that keeps the total within `tol` (the error is exact, not
-            estimated: see :attr:`error_estimate`). Default 1e-8 when neither
+            estimated: see :attr:`error`). Default 1e-8 when neither
             `tol` nor `rank` is given.
         rank : int, optional
             Outer rank: the two off-diagonal blocks under the root get this
@@ -337,18 +372,13 @@ class HODLRMatrix(_Hierarchical):
             tol = 1e-8
         tol = check_tol(tol) if tol is not None else 0.0
         rank = check_int(rank, "rank", 1, allow_none=True) or 0
-        if (
-            isinstance(rank_decay, bool)
-            or not isinstance(rank_decay, (int, float))
-            or not (0.0 < float(rank_decay) <= 1.0)
-        ):
-            raise ValueError(f"rank_decay must be in (0, 1], got {rank_decay!r}")
+        rank_decay = check_rank_decay(rank_decay)
         min_rank = check_int(min_rank, "min_rank", 1)
         max_rank = check_int(max_rank, "max_rank", 1, allow_none=True) or 0
         leaf_size = check_int(leaf_size, "leaf_size", 1)
         power_iterations = check_int(power_iterations, "power_iterations", 0)
         impl = _HODLR[A.dtype].compress(
-            A, tol, rank, float(rank_decay), min_rank, max_rank, leaf_size, power_iterations, check_seed(seed)
+            A, tol, rank, rank_decay, min_rank, max_rank, leaf_size, power_iterations, check_seed(seed)
         )
         return cls(impl)
 
@@ -358,9 +388,26 @@ class HODLRMatrix(_Hierarchical):
         return [np.asarray(level, dtype=np.int64) for level in self._impl.level_ranks()]
 
     @property
-    def error_estimate(self) -> float:
-        """Relative Frobenius error of the compression (exact: summed block by block)."""
+    def error(self) -> float:
+        """The relative Frobenius error ``||A - H||_F / ||A||_F`` of the compression: exact.
+
+        Each block's error is measured on its explicit residual at build time
+        and the squares are summed, so this is the true error of the stored
+        matrix against the input (in working precision), not an estimate as
+        :attr:`HSSMatrix.error_estimate` is. :meth:`relative_error` measures
+        the error against any dense matrix you pass it.
+        """
         return float(self._impl.relative_error)
+
+    @property
+    def error_estimate(self) -> float:
+        """Deprecated name of :attr:`error` (which is exact, not estimated, for HODLR)."""
+        warnings.warn(
+            "HODLRMatrix.error_estimate is the exact error; use HODLRMatrix.error",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.error
 
     @property
     def rank_schedule(self) -> tuple[int, float, int] | None:
@@ -368,55 +415,117 @@ class HODLRMatrix(_Hierarchical):
         r = int(self._impl.rank)
         return (r, float(self._impl.rank_decay), int(self._impl.min_rank)) if r > 0 else None
 
+    @property
+    def rank_decay(self) -> float:
+        """The schedule's factor per level, as built (kept by :meth:`from_parts`)."""
+        return float(self._impl.rank_decay)
+
     def parts(self) -> list[dict]:
-        """Copies of every stored factor, node by node in heap order (for adapters)."""
+        """Copy of every stored factor, node by node in heap order (for adapters)."""
         return self._impl.parts()
 
+    def _as_float64(self):
+        parts = [{key: _widen_part(value) for key, value in node.items()} for node in self._impl.parts()]
+        return HODLRMatrix.from_parts(
+            parts, self.shape, self.levels, self.leaf_size, self.rank_decay, self.error
+        )
 
-_KIND_CLASSES = {1: (HSSMatrix, _HSS), 2: (HODLRMatrix, _HODLR)}
-_registry.register_container(_kernels.PERMUTED_KIND, _Hierarchical)
-_MAGIC = b"HSSLIN\x00\n"
+    @classmethod
+    def from_parts(cls, parts, shape, levels, leaf_size, rank_decay, error_estimate) -> HODLRMatrix:
+        """Rebuilds a matrix from factors laid out as :meth:`parts` returns them (for adapters).
 
-
-def _from_bytes(data: bytes):
-    if len(data) < 40 or data[:8] != _MAGIC:
-        raise ValueError("not an hsslin file (bad magic number or shorter than the header)")
-    kind = int.from_bytes(data[12:16], "little")
-    scalar = int.from_bytes(data[16:20], "little")
-    from . import _registry
-
-    if kind in _registry._CONTAINERS:
-        from ._container import read_container
-
-        cls = _registry._CONTAINERS[kind]
-        arrays, blobs, meta = read_container(data, kind)
-        return cls._from_container(arrays, blobs, **({"meta": meta} if meta else {}))
-    if kind in _KIND_CLASSES:
-        cls, impls = _KIND_CLASSES[kind]
-    else:
-        cls, impls = _registry.lookup(kind)
-    dtype = {4: np.dtype(np.float32), 8: np.dtype(np.float64)}.get(scalar)
-    if dtype is None:
-        raise ValueError(f"corrupted file: scalar size {scalar}")
-    return cls(impls[dtype].deserialize(data))
+        The dtype is that of the factors; the other arguments are the
+        original's ``shape``, ``levels``, ``leaf_size``, ``rank_decay`` and
+        ``error_estimate``.
+        """
+        dtype = np.dtype(parts[-1]["D"].dtype) if len(parts) else None  # the last node is a leaf
+        if dtype not in _HODLR:
+            raise TypeError(f"parts must hold float32 or float64 factors, got {dtype}")
+        rows, cols = shape
+        return cls(_HODLR[dtype].from_parts(rows, cols, levels, parts, rank_decay, leaf_size, error_estimate))
 
 
-def load(path):
-    """Reads an object written by ``save`` and checks its version and checksum.
+def _widen_part(value):
+    """A factor (or a block's dict of factors) of a float32 HODLR node, in float64 (exact)."""
+    if isinstance(value, dict):
+        return {k: _widen_part(v) for k, v in value.items()}
+    if isinstance(value, np.ndarray):
+        return value.astype(np.float64)
+    return value
 
-    Raises ValueError for a file that is not an hsslin file, is truncated or
-    corrupted, or was written by a newer format version.
 
-    Examples
-    --------
-    >>> import numpy as np, hsslin, tempfile, os
-    >>> H = hsslin.HSSMatrix.from_dense(np.eye(100) + 0.01)
-    >>> path = os.path.join(tempfile.mkdtemp(), "eye.hss")
-    >>> H.save(path)
-    >>> H2 = hsslin.load(path)
-    >>> bool(np.array_equal(H2.to_dense(), H.to_dense()))
-    True
+class _Permuted:
+    """A hierarchical matrix built on a geometric order of its points (``from_kernel``).
+
+    The tree holds ``H[s, t] = A[perm[s], perm[t]]``; products, dense copies,
+    solves and log-determinants take and return vectors in the caller's
+    order, and files keep the permutation. Per-node views (``ranks``,
+    ``parts``) are in the tree's order.
     """
-    with open(path, "rb") as f:
-        data = f.read()
-    return _from_bytes(data)
+
+    _base: type = _Hierarchical  # the format without a permutation
+
+    def __init__(self, impl, permutation):
+        super().__init__(impl)
+        self._perm = _kernels.as_permutation(permutation, self._shape)
+
+    @property
+    def permutation(self) -> np.ndarray:
+        """Read-only: position ``t`` of the cluster tree holds the caller's point ``perm[t]``."""
+        return self._perm
+
+    @property
+    def nbytes(self) -> int:
+        """Every stored byte, the permutation included."""
+        return super().nbytes + int(self._perm.nbytes)
+
+    def _apply(self, x, transpose):
+        return _kernels.apply_permuted(super()._apply, self._perm, x, transpose)
+
+    def _dense(self, transpose):
+        return _kernels.unpermute_dense(super()._dense(transpose), self._perm)
+
+    def _as_float64(self):
+        return type(self)(super()._as_float64()._impl, self._perm)
+
+    def copy(self):
+        """Return an independent deep copy."""
+        return type(self)(self._impl.copy(), self._perm)
+
+    __copy__ = copy
+
+    def _container_parts(self):
+        return {"permutation": self._perm}, {"matrix": self._base(self._impl)}, {}
+
+    @classmethod
+    def _from_container(cls, arrays, parts, meta):
+        inner = parts["matrix"]
+        if type(inner) is not cls._base:
+            raise ValueError(f"a {cls.__name__} holds a plain {cls._base.__name__}")
+        return cls(inner._impl, arrays["permutation"])
+
+
+class PermutedHSSMatrix(_Permuted, HSSMatrix):
+    """An :class:`HSSMatrix` on a geometric order (see :meth:`HSSMatrix.from_kernel`)."""
+
+    _base = HSSMatrix
+
+
+class PermutedHODLRMatrix(_Permuted, HODLRMatrix):
+    """A :class:`HODLRMatrix` on a geometric order (see :meth:`HODLRMatrix.from_kernel`)."""
+
+    _base = HODLRMatrix
+
+
+HSSMatrix._permuted_class = PermutedHSSMatrix
+HODLRMatrix._permuted_class = PermutedHODLRMatrix
+register_core(Kind.HSS, HSSMatrix, _HSS)
+register_core(Kind.HODLR, HODLRMatrix, _HODLR)
+_PERMUTATION_SCHEMA = dict(arrays=("permutation",))
+register_container(
+    Kind.PERMUTED_HSS, PermutedHSSMatrix, parts={"matrix": (HSSMatrix,)}, **_PERMUTATION_SCHEMA
+)
+register_container(
+    Kind.PERMUTED_HODLR, PermutedHODLRMatrix, parts={"matrix": (HODLRMatrix,)}, **_PERMUTATION_SCHEMA
+)
+_from_bytes = from_bytes  # the name pickles written before hsslin._io existed refer to

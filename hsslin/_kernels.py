@@ -1,5 +1,6 @@
-"""Kernel matrices of point sets: built-in kernels, exact products, and
-hierarchical forms built from entries without forming the matrix.
+"""Kernel matrices of point sets: built-in kernels, exact products, hierarchical forms.
+
+The hierarchical forms are built from entries without forming the matrix.
 
 The kernels are evaluated in the C++ core (see ``cpp/include/hsslin/kernel_matrix.hpp``
 for their formulas). :meth:`HSSMatrix.from_kernel` orders the points by a
@@ -14,7 +15,6 @@ import numbers
 
 import numpy as np
 
-from ._container import write_container
 from ._loader import core as _core
 from ._operator import LinearOperatorMixin
 from ._validation import check_int, check_seed, check_tol
@@ -156,6 +156,9 @@ class KernelMatrix(LinearOperatorMixin):
     def _apply(self, x, transpose):
         return self._impl.apply(x)  # symmetric: K^T = K
 
+    def _as_float64(self):
+        return KernelMatrix(self._points, *self._kernel, dtype=np.float64)
+
     def _dense(self, transpose):
         idx = np.arange(self._shape[0], dtype=np.int64)
         return np.ascontiguousarray(self._impl.entries(idx, idx))
@@ -241,7 +244,7 @@ def hss_from_kernel(
     impl, perm = _from_kernel(
         "hss", points, kernel, lengthscale, nugget, tol, leaf_size, clustering, seed, dtype
     )
-    return cls(impl, permutation=perm)
+    return cls._in_caller_order(impl, perm)
 
 
 def hodlr_from_kernel(
@@ -278,7 +281,7 @@ def hodlr_from_kernel(
     impl, perm = _from_kernel(
         "hodlr", points, kernel, lengthscale, nugget, tol, leaf_size, clustering, seed, dtype
     )
-    return cls(impl, permutation=perm)
+    return cls._in_caller_order(impl, perm)
 
 
 _FROM_OPERATOR = {
@@ -374,9 +377,6 @@ def hss_from_operator(
 
 
 # -- the geometric order behind a hierarchical matrix --------------------------------
-PERMUTED_KIND = 8  # file kind of a matrix saved with its permutation (a container)
-
-
 def as_permutation(perm, shape: tuple[int, int]) -> np.ndarray | None:
     """A read-only int64 copy of `perm`, checked to permute range(n) of a square shape."""
     if perm is None:
@@ -401,10 +401,3 @@ def unpermute_dense(D: np.ndarray, perm: np.ndarray) -> np.ndarray:
     A = np.empty_like(D)
     A[np.ix_(perm, perm)] = D
     return A
-
-
-def permuted_bytes(blob: bytes, perm: np.ndarray | None, dtype) -> bytes:
-    """A core file, wrapped with its permutation when there is one."""
-    if perm is None:
-        return blob
-    return write_container(PERMUTED_KIND, dtype, {"permutation": perm}, {"matrix": blob})

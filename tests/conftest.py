@@ -1,5 +1,7 @@
-"""Shared fixtures for the hsslin test suite: matrix families, hypothesis
-profiles and the error bounds every accuracy test derives its tolerance from.
+"""Shared fixtures for the hsslin test suite.
+
+Matrix families, hypothesis profiles and the error bounds every accuracy test
+derives its tolerance from.
 
 Every tolerance in the suite comes from one of the helpers below, so the
 reasoning behind each bound is written once, here.
@@ -78,7 +80,7 @@ def lowrank_plus_diagonal(
 
 
 def random_matrix(m: int, n: int | None = None, seed: int = 0) -> np.ndarray:
-    """iid standard Gaussian entries: incompressible."""
+    """Iid standard Gaussian entries: incompressible."""
     n = m if n is None else n
     return np.random.default_rng(seed).standard_normal((m, n))
 
@@ -114,6 +116,13 @@ _GENERATORS = {
 def make_matrix(family: str, m: int, n: int | None = None, dtype=np.float64, seed: int = 0) -> np.ndarray:
     """A C-ordered m x n matrix of the given family and dtype."""
     return np.ascontiguousarray(_GENERATORS[family](m, n, seed=seed), dtype=dtype)
+
+
+def weight_like(m: int, n: int, dtype, seed: int) -> np.ndarray:
+    """Gaussian entries plus Student-t(2) outliers, like a weight matrix: what sparse parts are for."""
+    rng = np.random.default_rng(seed)
+    W = rng.standard_normal((m, n)) + 0.3 * rng.standard_t(2, (m, n))
+    return np.ascontiguousarray(W / np.sqrt(n), dtype=dtype)
 
 
 # -- hypothesis strategies ------------------------------------------------------

@@ -16,19 +16,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import hsslin
-from conftest import dtypes, hodlr_error_bound, hss_error_bound, rounding_floor
+from conftest import dtypes, hodlr_error_bound, hss_error_bound, rounding_floor, weight_like
 
 SHAPES = [(33, 70), (70, 33), (128, 128), (200, 90), (90, 200), (64, 64), (17, 129)]
 FRACTIONS = (0.25, 0.5, 0.75)
 SPLIT_METHODS = ("sparse+svd", "sparse+hodlr", "sparse+hodlr+rcm", "sparse+hss+rcm")
 MINIMUM = re.compile(r"at least (\d+) bytes")
-
-
-def weight_like(m: int, n: int, dtype, seed: int) -> np.ndarray:
-    """Gaussian entries plus Student-t(2) outliers (the case sparse parts are for)."""
-    rng = np.random.default_rng(seed)
-    W = rng.standard_normal((m, n)) + 0.3 * rng.standard_t(2, (m, n))
-    return np.ascontiguousarray(W / np.sqrt(n), dtype=dtype)
 
 
 def stated_minimum(err: ValueError, budget: int) -> int:
@@ -49,7 +42,7 @@ def budget_cases(draw, methods=hsslin.METHODS):
 
 
 def compress_or_minimum(W, method, budget, leaf_size):
-    """compress at `budget`; when it refuses, retry at the minimum it states."""
+    """Compress at `budget`; when it refuses, retry at the minimum it states."""
     try:
         return hsslin.compress(W, method, budget_bytes=budget, leaf_size=leaf_size), budget
     except ValueError as err:
@@ -84,9 +77,12 @@ def test_stated_minimum_is_honest(method, shape):
 @pytest.mark.parametrize("method", SPLIT_METHODS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_split_methods_state_minimum(method, dtype):
-    """The stated minimum is enough; where sizes follow from formulas (svd, HODLR
+    """The stated minimum is enough.
+
+    Where sizes follow from formulas (svd, HODLR
     schedules), one byte less is refused, so it is the minimum. HSS sizes depend
-    on the ranks found in the data, so there it is a sufficient size only."""
+    on the ranks found in the data, so there it is a sufficient size only.
+    """
     W = weight_like(33, 70, dtype, 0)
     with pytest.raises(ValueError) as info:
         hsslin.compress(W, method, budget_bytes=16, leaf_size=16)
@@ -129,7 +125,7 @@ def test_explicit_svd_and_sparse(dtype):
     tail = np.sqrt(np.sum(s[7:] ** 2) / np.sum(s**2))
     assert abs(A.relative_error(W) - tail) <= rounding_floor(dtype, *W.shape)
 
-    S = hsslin.compress(W, "sparse", sparsity=0.1)
+    S = hsslin.compress(W, "sparse", density=0.1)
     assert isinstance(S, hsslin.CSRMatrix) and S.nnz == 540 and S.dtype == dtype
     kept = S.to_dense() != 0
     assert np.abs(W[~kept]).max() <= np.abs(W[kept]).min()
@@ -138,8 +134,8 @@ def test_explicit_svd_and_sparse(dtype):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_explicit_sparse_plus_svd(dtype):
     W = weight_like(90, 60, dtype, 4)
-    A = hsslin.compress(W, "sparse+svd", sparsity=0.05, rank=5)
-    B = hsslin.compress(W, "sparse+svd", sparsity=0.05, rank=5, iterations=3)
+    A = hsslin.compress(W, "sparse+svd", density=0.05, rank=5)
+    B = hsslin.compress(W, "sparse+svd", density=0.05, rank=5, iterations=3)
     assert isinstance(A, hsslin.SparsePlusLowRank) and A.S.nnz == 270 and A.L.rank == 5
     assert B.relative_error(W) <= A.relative_error(W) + rounding_floor(dtype, *W.shape)
 
@@ -164,17 +160,17 @@ def test_explicit_sparse_plus_hierarchical(method, dtype):
     # H approximates R = W - S to relative tol and ||R|| <= ||W||.
     W = weight_like(128, 96, dtype, 6)
     tol = 1e-2
-    A = hsslin.compress(W, method, sparsity=0.05, tol=tol, leaf_size=16)
+    A = hsslin.compress(W, method, density=0.05, tol=tol, leaf_size=16)
     assert isinstance(A, hsslin.SparsePlusHSS) and A.S.nnz == 615
     assert (A.row_perm is not None) == method.endswith("rcm")
     assert A.meta["hierarchy"] == ("hss" if "hss" in method else "hodlr")
     bound = (hss_error_bound if "hss" in method else hodlr_error_bound)(tol, dtype, *W.shape)
     assert A.relative_error(W) <= bound
     if method != "sparse+hss+rcm":
-        B = hsslin.compress(W, method, sparsity=0.05, rank=6, leaf_size=16)
+        B = hsslin.compress(W, method, density=0.05, rank=6, leaf_size=16)
         assert B.meta["rank"] == 6
     if method.endswith("rcm"):
-        C = hsslin.compress(W, method, sparsity=0.05, tol=tol, leaf_size=16, rcm_pattern="sparse")
+        C = hsslin.compress(W, method, density=0.05, tol=tol, leaf_size=16, rcm_pattern="sparse")
         assert C.meta["rcm_pattern"] == "sparse"
 
 
@@ -201,18 +197,18 @@ def test_unknown_method_lists_methods():
     ],
 )
 def test_sparsity_outside_unit_interval(method, extra, sparsity):
-    with pytest.raises(ValueError, match="sparsity"):
-        hsslin.compress(W0, method, sparsity=sparsity, **extra)
+    with pytest.raises(ValueError, match="density"):
+        hsslin.compress(W0, method, density=sparsity, **extra)
 
 
 @pytest.mark.parametrize(
     "method,extra",
     [
         ("svd", {}),
-        ("sparse+svd", {"sparsity": 0.1}),
+        ("sparse+svd", {"density": 0.1}),
         ("hodlr", {}),
-        ("sparse+hodlr", {"sparsity": 0.1}),
-        ("sparse+hodlr+rcm", {"sparsity": 0.1}),
+        ("sparse+hodlr", {"density": 0.1}),
+        ("sparse+hodlr+rcm", {"density": 0.1}),
     ],
 )
 @pytest.mark.parametrize("rank", [0, -1])
@@ -223,7 +219,7 @@ def test_rank_below_one(method, extra, rank):
 
 @pytest.mark.parametrize(
     "method,extra",
-    [("hodlr", {}), ("sparse+hodlr", {"sparsity": 0.1}), ("sparse+hodlr+rcm", {"sparsity": 0.1})],
+    [("hodlr", {}), ("sparse+hodlr", {"density": 0.1}), ("sparse+hodlr+rcm", {"density": 0.1})],
 )
 def test_rank_and_tol_together(method, extra):
     with pytest.raises(ValueError, match="tol"):
@@ -233,13 +229,13 @@ def test_rank_and_tol_together(method, extra):
 @pytest.mark.parametrize(
     "method,params",
     [
-        ("svd", {"rank": 2, "sparsity": 0.1}),
+        ("svd", {"rank": 2, "density": 0.1}),
         ("svd", {"rank": 2, "tol": 1e-3}),
-        ("sparse", {"sparsity": 0.1, "rank": 2}),
+        ("sparse", {"density": 0.1, "rank": 2}),
         ("hss", {"rank": 3}),
-        ("sparse+hss+rcm", {"sparsity": 0.1, "rank": 3}),
+        ("sparse+hss+rcm", {"density": 0.1, "rank": 3}),
         ("hodlr", {"rank": 2, "rcm_pattern": "sparse"}),
-        ("sparse+svd", {"sparsity": 0.1, "rank": 2, "bogus": 1}),
+        ("sparse+svd", {"density": 0.1, "rank": 2, "bogus": 1}),
     ],
 )
 def test_params_not_accepted_by_method(method, params):
@@ -276,7 +272,7 @@ def test_sparse_hss_rcm_budget_honours_rcm_pattern(pattern):
 
 
 def test_hss_budget_keeps_the_most_accurate_cap():
-    """hss under a budget: the error is no worse than that of the largest cap that fits."""
+    """Hss under a budget: the error is no worse than that of the largest cap that fits."""
     W = np.random.default_rng(1).standard_normal((96, 80))
     budget = W.nbytes // 2
     A = hsslin.compress(W, "hss", budget_bytes=budget, leaf_size=16)

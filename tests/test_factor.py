@@ -71,7 +71,7 @@ def rhs(n, k, dtype, seed):
 
 
 def check_against_dense(H, F, A, b, x, transpose, tol_bound, cond=None):
-    """x from F against LAPACK on H, and the residual against the original A."""
+    """Check x (from F) against LAPACK on H, and its residual against the original A."""
     Hd = H.to_dense().astype(np.float64)
     n = Hd.shape[0]
     M = Hd.T if transpose else Hd

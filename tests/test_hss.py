@@ -452,8 +452,11 @@ def test_krylov_solve(solver, cls):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_dense_block_products_go_through_a_readonly_view(dtype):
-    """Incompressible input is one dense block; its products use a numpy view of
-    the stored block (no copy), which must stay read-only and outlive the matrix."""
+    """Incompressible input is one dense block.
+
+    Its products use a numpy view of the stored block (no copy), which must
+    stay read-only and outlive the matrix.
+    """
     rng = np.random.default_rng(5)
     R = rng.standard_normal((300, 170)).astype(dtype)
     H = hsslin.HSSMatrix.from_dense(R, tol=1e-6)

@@ -1,6 +1,7 @@
-"""Kernel matrices from points: built-in kernels, the geometric order, and
-HSS/HODLR forms built from entries (from_kernel) or from callables
-(from_operator), against the dense kernel at small N.
+"""Kernel matrices from points, against the dense kernel at small N.
+
+Built-in kernels, the geometric order, and HSS/HODLR forms built from
+entries (from_kernel) or from callables (from_operator).
 
 Compression bounds come from conftest.hss_error_bound (the estimate drives
 the construction, as for from_dense); HODLR from a kernel adds its own
@@ -14,6 +15,7 @@ import pickle
 
 import numpy as np
 import pytest
+import scipy.sparse
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -152,7 +154,7 @@ def test_hodlr_from_kernel_matches_the_dense_kernel(case):
     # The HSS stage within hss_error_bound, then a recompression that adds at most tol.
     bound = hss_error_bound(tol, np.float64, n, n) + hodlr_error_bound(tol, np.float64, n, n)
     assert rel_fro_error(ref, H.to_dense()) <= bound
-    assert H.error_estimate <= bound
+    assert H.error <= bound
 
 
 # -- the permutation is internal --------------------------------------------------------
@@ -196,7 +198,7 @@ def test_permuted_matrix_save_load_copy(tmp_path, cls):
     b = np.random.default_rng(1).standard_normal(700)
     H.save(tmp_path / "k.hsslin")
     for G in (hsslin.load(tmp_path / "k.hsslin"), pickle.loads(pickle.dumps(H)), copy.deepcopy(H), H.copy()):
-        assert type(G) is cls
+        assert isinstance(G, cls) and type(G) is type(H)
         assert np.array_equal(G.permutation, H.permutation)
         assert np.array_equal(G @ b, H @ b)
         assert np.array_equal(G.factor().solve(b), H.factor().solve(b))
@@ -344,3 +346,15 @@ def test_from_operator_errors():
 
     with pytest.raises(UserCodeError, match="user code failed"):
         hsslin.HSSMatrix.from_operator((100, 100), fails, ok["rmatvec"], ok["entries"], leaf_size=10)
+
+
+def test_sparse_plus_a_permuted_matrix_keeps_the_callers_order():
+    # SparsePlusHSS's fused C++ product reads H's tree; a from_kernel H must go
+    # through its own (permuting) product instead.
+    x = uniform_points(600, 2, 2)
+    H = hsslin.HSSMatrix.from_kernel(x, "gaussian", lengthscale=0.3, nugget=0.1, tol=1e-10, leaf_size=32)
+    S = hsslin.CSRMatrix.from_scipy(scipy.sparse.eye_array(600, format="csr"))
+    b = np.random.default_rng(0).standard_normal(600)
+    K = dense_kernel(x, "gaussian", 0.3, 0.1)
+    got = hsslin.SparsePlusHSS(S, H) @ b
+    assert np.linalg.norm(got - (b + K @ b)) <= 10 * 1e-10 * np.linalg.norm(K) * np.linalg.norm(b)

@@ -29,7 +29,7 @@ def kept_flat(S):
 def test_per_matrix_matches_reference(dtype, shape, rho):
     rng = np.random.default_rng(shape[0])
     W = rng.standard_normal(shape).astype(dtype)
-    S = CSRMatrix.from_dense(W, sparsity=rho)
+    S = CSRMatrix.from_dense(W, density=rho)
     k = _expected_top_count(rho, W.size)
     assert S.nnz == k and S.dtype == dtype
     np.testing.assert_array_equal(kept_flat(S), reference_top(W, k))
@@ -60,14 +60,14 @@ def test_ties_are_deterministic(m, n, rho, levels, seed, per_row):
     # Few distinct magnitudes, both signs: many ties at the threshold.
     rng = np.random.default_rng(seed)
     W = rng.integers(-levels, levels + 1, size=(m, n)).astype(np.float64)
-    S = CSRMatrix.from_dense(W, sparsity=rho, per_row=per_row)
+    S = CSRMatrix.from_dense(W, density=rho, per_row=per_row)
     if per_row:
         kr = _expected_top_count(rho, n)
         expected = np.concatenate([i * n + reference_top(W[i : i + 1], kr) for i in range(m)])
     else:
         expected = reference_top(W, _expected_top_count(rho, W.size))
     np.testing.assert_array_equal(kept_flat(S), expected)
-    S2 = CSRMatrix.from_dense(W, sparsity=rho, per_row=per_row)
+    S2 = CSRMatrix.from_dense(W, density=rho, per_row=per_row)
     np.testing.assert_array_equal(S2.indices, S.indices)
 
 
@@ -76,7 +76,7 @@ def test_per_row(dtype):
     rng = np.random.default_rng(4)
     W = rng.standard_normal((1500, 700)).astype(dtype)  # large enough to thread
     rho = 0.05
-    S = CSRMatrix.from_dense(W, sparsity=rho, per_row=True)
+    S = CSRMatrix.from_dense(W, density=rho, per_row=True)
     kr = _expected_top_count(rho, 700)
     np.testing.assert_array_equal(np.diff(S.indptr), kr)
     for i in (0, 1, 777, 1499):
@@ -90,7 +90,7 @@ def test_per_row(dtype):
 def test_result_is_largest():
     rng = np.random.default_rng(5)
     W = rng.standard_normal((300, 200))
-    S = CSRMatrix.from_dense(W, sparsity=0.2)
+    S = CSRMatrix.from_dense(W, density=0.2)
     kept = np.abs(S.data).min()
     residual = W - S.to_dense()
     assert np.abs(residual).max() <= kept
@@ -99,20 +99,20 @@ def test_result_is_largest():
 def test_validation():
     W = np.ones((3, 3))
     for bad in (-0.1, 1.0, 1.5, np.nan):
-        with pytest.raises(ValueError, match="sparsity"):
-            CSRMatrix.from_dense(W, sparsity=bad)
+        with pytest.raises(ValueError, match="density"):
+            CSRMatrix.from_dense(W, density=bad)
     with pytest.raises(ValueError, match="2-D"):
-        CSRMatrix.from_dense(np.ones(3), sparsity=0.5)
+        CSRMatrix.from_dense(np.ones(3), density=0.5)
     with pytest.raises(ValueError, match="non-finite"):
-        CSRMatrix.from_dense(np.array([[1.0, np.inf]]), sparsity=0.5)
+        CSRMatrix.from_dense(np.array([[1.0, np.inf]]), density=0.5)
     with pytest.raises(TypeError, match="complex"):
-        CSRMatrix.from_dense(np.ones((2, 2), complex), sparsity=0.5)
-    S = CSRMatrix.from_dense(np.arange(6).reshape(2, 3), sparsity=0.5)
+        CSRMatrix.from_dense(np.ones((2, 2), complex), density=0.5)
+    S = CSRMatrix.from_dense(np.arange(6).reshape(2, 3), density=0.5)
     assert S.dtype == np.float64
     np.testing.assert_array_equal(S.to_dense(), [[0, 0, 0], [3, 4, 5]])
-    S = CSRMatrix.from_dense(np.asfortranarray(np.arange(6.0).reshape(2, 3)), sparsity=0.5)
+    S = CSRMatrix.from_dense(np.asfortranarray(np.arange(6.0).reshape(2, 3)), density=0.5)
     np.testing.assert_array_equal(S.to_dense(), [[0, 0, 0], [3, 4, 5]])
     with pytest.raises(ValueError):  # the C++ layer checks too
         _core.top_magnitude(np.array([[np.nan]]), 0.5, False)
-    S = CSRMatrix.from_dense(np.zeros((0, 4)), sparsity=0.5)
+    S = CSRMatrix.from_dense(np.zeros((0, 4)), density=0.5)
     assert S.shape == (0, 4) and S.nnz == 0

@@ -21,14 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import hsslin
-from conftest import assert_product_close, dtypes, eps, rounding_floor
-
-
-def weight_like(m: int, n: int, dtype, seed: int) -> np.ndarray:
-    """Gaussian entries plus Student-t(2) outliers: what S is meant to catch."""
-    rng = np.random.default_rng(seed)
-    W = rng.standard_normal((m, n)) + 0.3 * rng.standard_t(2, (m, n))
-    return np.ascontiguousarray(W / np.sqrt(n), dtype=dtype)
+from conftest import assert_product_close, dtypes, eps, rounding_floor, weight_like
 
 
 @st.composite
@@ -40,7 +33,7 @@ def sparse_plus_cases(draw):
     W = weight_like(m, n, dtype, draw(st.integers(0, 2**16)))
     hierarchy = draw(st.sampled_from(["hodlr", "hss"]))
     kwargs = dict(
-        sparsity=draw(st.sampled_from([0.0, 0.01, 0.1, 0.3])),
+        density=draw(st.sampled_from([0.0, 0.01, 0.1, 0.3])),
         leaf_size=draw(st.integers(4, 64)),
         permutation=draw(st.sampled_from(["rcm", None])),
         rcm_pattern=draw(st.sampled_from(["residual", "sparse"])),
@@ -148,11 +141,11 @@ def test_save_load_round_trip_is_exact(case, tmp_path_factory):
 
 def test_permutation_is_rcm_of_chosen_pattern_and_none_means_identity():
     W = weight_like(96, 80, np.float64, 0)
-    plain = hsslin.SparsePlusHSS.from_dense(W, sparsity=0.1, rank=8, permutation=None, leaf_size=16)
+    plain = hsslin.SparsePlusHSS.from_dense(W, density=0.1, rank=8, permutation=None, leaf_size=16)
     assert plain.row_perm is None and plain.col_perm is None
     assert plain.nbytes == plain.S.nbytes + plain.H.nbytes
     for pattern in ("residual", "sparse"):
-        A = hsslin.SparsePlusHSS.from_dense(W, sparsity=0.1, rank=8, rcm_pattern=pattern, leaf_size=16)
+        A = hsslin.SparsePlusHSS.from_dense(W, density=0.1, rank=8, rcm_pattern=pattern, leaf_size=16)
         assert A.row_perm.shape == (96,) and A.col_perm.shape == (80,)
         # S does not depend on the permutation: same top-magnitude entries.
         assert np.array_equal(A.S.to_dense(), plain.S.to_dense())
@@ -164,28 +157,28 @@ def test_tolerance_mode_bounds_the_error():
     # plus the rounding floor.
     W = weight_like(128, 100, np.float64, 1)
     for tol in (1e-1, 1e-3):
-        A = hsslin.SparsePlusHSS.from_dense(W, sparsity=0.05, tol=tol, leaf_size=16)
+        A = hsslin.SparsePlusHSS.from_dense(W, density=0.05, tol=tol, leaf_size=16)
         assert A.relative_error(W) <= tol + rounding_floor(np.float64, *W.shape)
 
 
 @pytest.mark.parametrize("sparsity", [-0.1, 1.0, 1.5, -1e-300])
 def test_sparsity_outside_unit_interval_raises(sparsity):
     W = weight_like(20, 20, np.float64, 0)
-    with pytest.raises(ValueError, match="sparsity"):
-        hsslin.SparsePlusHSS.from_dense(W, sparsity=sparsity, rank=2)
+    with pytest.raises(ValueError, match="density"):
+        hsslin.SparsePlusHSS.from_dense(W, density=sparsity, rank=2)
 
 
 @pytest.mark.parametrize("rank", [0, -3])
 def test_rank_below_one_raises(rank):
     W = weight_like(20, 20, np.float64, 0)
     with pytest.raises(ValueError, match="rank"):
-        hsslin.SparsePlusHSS.from_dense(W, sparsity=0.1, rank=rank)
+        hsslin.SparsePlusHSS.from_dense(W, density=0.1, rank=rank)
 
 
 def test_rank_and_tol_together_raise():
     W = weight_like(20, 20, np.float64, 0)
     with pytest.raises(ValueError, match="tol"):
-        hsslin.SparsePlusHSS.from_dense(W, sparsity=0.1, rank=2, tol=1e-3)
+        hsslin.SparsePlusHSS.from_dense(W, density=0.1, rank=2, tol=1e-3)
 
 
 @pytest.mark.parametrize(
@@ -201,7 +194,7 @@ def test_unknown_options_raise(kwargs):
     W = weight_like(20, 20, np.float64, 0)
     kwargs = {"rank": 2, **kwargs}
     with pytest.raises(ValueError):
-        hsslin.SparsePlusHSS.from_dense(W, sparsity=0.1, **kwargs)
+        hsslin.SparsePlusHSS.from_dense(W, density=0.1, **kwargs)
 
 
 # -- SparsePlusLowRank: alternating projections ----------------------------------
@@ -228,7 +221,7 @@ def test_alternating_refinement_never_increases_error(dtype, m, n, sparsity, ran
     W = weight_like(m, n, dtype, seed)
     slack = rounding_floor(dtype, m, n)
     errors = [
-        hsslin.SparsePlusLowRank.from_dense(W, sparsity=sparsity, rank=rank, iterations=it).relative_error(W)
+        hsslin.SparsePlusLowRank.from_dense(W, density=sparsity, rank=rank, iterations=it).relative_error(W)
         for it in (1, 2, 4)
     ]
     assert errors[1] <= errors[0] + slack
@@ -238,13 +231,15 @@ def test_alternating_refinement_never_increases_error(dtype, m, n, sparsity, ran
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("perms", ["both", "rows", "cols", "none"])
 def test_fused_product_matches_its_definition(dtype, perms):
-    """The one-call C++ product equals S x + scatter(H gather(x)) written out in numpy,
-    for either permutation alone, both or none; a non-hierarchical H takes the
-    Python path and agrees too."""
+    """The one-call C++ product equals S x + scatter(H gather(x)) written out in numpy.
+
+    This holds for either permutation alone, both or none; a non-hierarchical H takes the
+    Python path and agrees too.
+    """
     rng = np.random.default_rng(3)
     m, n = 70, 53
     W = weight_like(m, n, dtype, 1)
-    S = hsslin.CSRMatrix.from_dense(W, sparsity=0.1)
+    S = hsslin.CSRMatrix.from_dense(W, density=0.1)
     H = hsslin.HODLRMatrix.from_dense(W - S.to_dense(), rank=4, leaf_size=8)
     rp = rng.permutation(m).astype(np.int32) if perms in ("both", "rows") else None
     cp = rng.permutation(n).astype(np.int32) if perms in ("both", "cols") else None
@@ -277,13 +272,16 @@ def test_fused_product_matches_its_definition(dtype, perms):
     ids=["hodlr", "hss", "hss-capped"],
 )
 def test_threaded_fused_matvec(dtype, hierarchy, kw, restore_threads):
-    """Large enough to thread: a matrix-vector product runs the sparse rows as
+    """A product large enough to thread gives the same bits on one thread and two.
+
+    A matrix-vector product runs the sparse rows as
     tasks of one of H's parallel loops and adds each row chunk of H x into y
     as soon as it is final. Threads only partition that work, so one thread
-    and two give the same bits, and both match S x + P_r^T H P_c x."""
+    and two give the same bits, and both match S x + P_r^T H P_c x.
+    """
     m, n = 1500, 1300
     W = weight_like(m, n, dtype, 5)
-    A = hsslin.SparsePlusHSS.from_dense(W, sparsity=0.15, leaf_size=64, hierarchy=hierarchy, **kw)
+    A = hsslin.SparsePlusHSS.from_dense(W, density=0.15, leaf_size=64, hierarchy=hierarchy, **kw)
     assert A.S.nnz + m >= 2e5  # the sparse product is split over threads
     x = np.random.default_rng(2).standard_normal(n).astype(dtype)
     hsslin.set_num_threads(1)
