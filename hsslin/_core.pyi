@@ -4,18 +4,35 @@ hsslin C++ core (private; import hsslin instead)
 
 from __future__ import annotations
 import numpy
+import numpy.linalg
 import numpy.typing
 import typing
 
 __all__: list[str] = [
     "CSRMatrix32",
     "CSRMatrix64",
+    "FactorizationError",
+    "HODLRFactor32",
+    "HODLRFactor64",
     "HODLRMatrix32",
     "HODLRMatrix64",
     "HSSMatrix32",
     "HSSMatrix64",
+    "HSSULV32",
+    "HSSULV64",
+    "KernelMatrix32",
+    "KernelMatrix64",
     "bandwidth",
+    "geometric_permutation",
     "get_num_threads",
+    "hodlr_from_kernel32",
+    "hodlr_from_kernel64",
+    "hss_defaults",
+    "hss_from_kernel32",
+    "hss_from_kernel64",
+    "hss_from_operator32",
+    "hss_from_operator64",
+    "kernel_names",
     "reverse_cuthill_mckee",
     "set_num_threads",
     "simd",
@@ -44,6 +61,7 @@ class HSSMatrix32:
         read-only view of the dense block (one-leaf tree or dense fallback), else None
         """
     def level_ranks(self, columns: bool) -> list[list[int]]: ...
+    def parts(self) -> list: ...
     def serialize(self) -> bytes: ...
     def to_dense(self, transpose: bool) -> numpy.ndarray: ...
     @property
@@ -91,6 +109,7 @@ class HSSMatrix64:
         read-only view of the dense block (one-leaf tree or dense fallback), else None
         """
     def level_ranks(self, columns: bool) -> list[list[int]]: ...
+    def parts(self) -> list: ...
     def serialize(self) -> bytes: ...
     def to_dense(self, transpose: bool) -> numpy.ndarray: ...
     @property
@@ -282,6 +301,95 @@ class CSRMatrix64:
     @property
     def rows(self) -> int: ...
 
+class FactorizationError(numpy.linalg.LinAlgError):
+    pass
+
+class HSSULV32:
+    @staticmethod
+    def deserialize(arg0: bytes) -> HSSULV32: ...
+    @staticmethod
+    def factor(H: HSSMatrix32, spd: bool) -> HSSULV32: ...
+    def logdet(self) -> tuple[float, float]: ...
+    def serialize(self) -> bytes: ...
+    def solve(self, b: numpy.ndarray, transpose: bool) -> numpy.ndarray: ...
+    @property
+    def nbytes(self) -> int: ...
+    @property
+    def size(self) -> int: ...
+    @property
+    def spd(self) -> bool: ...
+
+class HSSULV64:
+    @staticmethod
+    def deserialize(arg0: bytes) -> HSSULV64: ...
+    @staticmethod
+    def factor(H: HSSMatrix64, spd: bool) -> HSSULV64: ...
+    def logdet(self) -> tuple[float, float]: ...
+    def serialize(self) -> bytes: ...
+    def solve(self, b: numpy.ndarray, transpose: bool) -> numpy.ndarray: ...
+    @property
+    def nbytes(self) -> int: ...
+    @property
+    def size(self) -> int: ...
+    @property
+    def spd(self) -> bool: ...
+
+class HODLRFactor32:
+    @staticmethod
+    def deserialize(arg0: bytes) -> HODLRFactor32: ...
+    @staticmethod
+    def factor(H: HODLRMatrix32, spd: bool) -> HODLRFactor32: ...
+    def logdet(self) -> tuple[float, float]: ...
+    def serialize(self) -> bytes: ...
+    def solve(self, b: numpy.ndarray, transpose: bool) -> numpy.ndarray: ...
+    @property
+    def nbytes(self) -> int: ...
+    @property
+    def size(self) -> int: ...
+    @property
+    def spd(self) -> bool: ...
+
+class HODLRFactor64:
+    @staticmethod
+    def deserialize(arg0: bytes) -> HODLRFactor64: ...
+    @staticmethod
+    def factor(H: HODLRMatrix64, spd: bool) -> HODLRFactor64: ...
+    def logdet(self) -> tuple[float, float]: ...
+    def serialize(self) -> bytes: ...
+    def solve(self, b: numpy.ndarray, transpose: bool) -> numpy.ndarray: ...
+    @property
+    def nbytes(self) -> int: ...
+    @property
+    def size(self) -> int: ...
+    @property
+    def spd(self) -> bool: ...
+
+class KernelMatrix32:
+    def __init__(
+        self,
+        points: numpy.ndarray,
+        kernel: str,
+        lengthscale: typing.SupportsFloat | typing.SupportsIndex,
+        nugget: typing.SupportsFloat | typing.SupportsIndex,
+    ) -> None: ...
+    def apply(self, x: numpy.ndarray) -> numpy.ndarray: ...
+    def entries(self, rows: numpy.ndarray, cols: numpy.ndarray) -> numpy.typing.NDArray[numpy.float32]: ...
+    @property
+    def size(self) -> int: ...
+
+class KernelMatrix64:
+    def __init__(
+        self,
+        points: numpy.ndarray,
+        kernel: str,
+        lengthscale: typing.SupportsFloat | typing.SupportsIndex,
+        nugget: typing.SupportsFloat | typing.SupportsIndex,
+    ) -> None: ...
+    def apply(self, x: numpy.ndarray) -> numpy.ndarray: ...
+    def entries(self, rows: numpy.ndarray, cols: numpy.ndarray) -> numpy.typing.NDArray[numpy.float64]: ...
+    @property
+    def size(self) -> int: ...
+
 def bandwidth(
     indptr: numpy.ndarray,
     indices: numpy.ndarray,
@@ -289,7 +397,83 @@ def bandwidth(
     row_perm: numpy.ndarray,
     col_perm: numpy.ndarray,
 ) -> int: ...
+def geometric_permutation(
+    points: numpy.ndarray, leaf_size: typing.SupportsInt | typing.SupportsIndex, clustering: str
+) -> numpy.typing.NDArray[numpy.int64]: ...
 def get_num_threads() -> int: ...
+def hodlr_from_kernel32(
+    points: numpy.ndarray,
+    kernel: str,
+    lengthscale: typing.SupportsFloat | typing.SupportsIndex,
+    nugget: typing.SupportsFloat | typing.SupportsIndex,
+    tol: typing.SupportsFloat | typing.SupportsIndex,
+    leaf_size: typing.SupportsInt | typing.SupportsIndex,
+    clustering: str,
+    oversampling: typing.SupportsInt | typing.SupportsIndex,
+    seed: typing.SupportsInt | typing.SupportsIndex,
+) -> tuple: ...
+def hodlr_from_kernel64(
+    points: numpy.ndarray,
+    kernel: str,
+    lengthscale: typing.SupportsFloat | typing.SupportsIndex,
+    nugget: typing.SupportsFloat | typing.SupportsIndex,
+    tol: typing.SupportsFloat | typing.SupportsIndex,
+    leaf_size: typing.SupportsInt | typing.SupportsIndex,
+    clustering: str,
+    oversampling: typing.SupportsInt | typing.SupportsIndex,
+    seed: typing.SupportsInt | typing.SupportsIndex,
+) -> tuple: ...
+def hss_from_kernel32(
+    points: numpy.ndarray,
+    kernel: str,
+    lengthscale: typing.SupportsFloat | typing.SupportsIndex,
+    nugget: typing.SupportsFloat | typing.SupportsIndex,
+    tol: typing.SupportsFloat | typing.SupportsIndex,
+    leaf_size: typing.SupportsInt | typing.SupportsIndex,
+    clustering: str,
+    oversampling: typing.SupportsInt | typing.SupportsIndex,
+    seed: typing.SupportsInt | typing.SupportsIndex,
+) -> tuple: ...
+def hss_from_kernel64(
+    points: numpy.ndarray,
+    kernel: str,
+    lengthscale: typing.SupportsFloat | typing.SupportsIndex,
+    nugget: typing.SupportsFloat | typing.SupportsIndex,
+    tol: typing.SupportsFloat | typing.SupportsIndex,
+    leaf_size: typing.SupportsInt | typing.SupportsIndex,
+    clustering: str,
+    oversampling: typing.SupportsInt | typing.SupportsIndex,
+    seed: typing.SupportsInt | typing.SupportsIndex,
+) -> tuple: ...
+def hss_from_operator32(
+    m: typing.SupportsInt | typing.SupportsIndex,
+    n: typing.SupportsInt | typing.SupportsIndex,
+    matvec: typing.Any,
+    rmatvec: typing.Any,
+    entries: typing.Any,
+    symmetric: bool,
+    tol: typing.SupportsFloat | typing.SupportsIndex,
+    max_rank: typing.SupportsInt | typing.SupportsIndex,
+    leaf_size: typing.SupportsInt | typing.SupportsIndex,
+    oversampling: typing.SupportsInt | typing.SupportsIndex,
+    initial_samples: typing.SupportsInt | typing.SupportsIndex,
+    seed: typing.SupportsInt | typing.SupportsIndex,
+) -> HSSMatrix32: ...
+def hss_from_operator64(
+    m: typing.SupportsInt | typing.SupportsIndex,
+    n: typing.SupportsInt | typing.SupportsIndex,
+    matvec: typing.Any,
+    rmatvec: typing.Any,
+    entries: typing.Any,
+    symmetric: bool,
+    tol: typing.SupportsFloat | typing.SupportsIndex,
+    max_rank: typing.SupportsInt | typing.SupportsIndex,
+    leaf_size: typing.SupportsInt | typing.SupportsIndex,
+    oversampling: typing.SupportsInt | typing.SupportsIndex,
+    initial_samples: typing.SupportsInt | typing.SupportsIndex,
+    seed: typing.SupportsInt | typing.SupportsIndex,
+) -> HSSMatrix64: ...
+def kernel_names() -> list[str]: ...
 def reverse_cuthill_mckee(
     indptr: numpy.ndarray,
     indices: numpy.ndarray,
@@ -340,4 +524,5 @@ def top_magnitude(
     W: numpy.ndarray, rho: typing.SupportsFloat | typing.SupportsIndex, per_row: bool
 ) -> typing.Any: ...
 
+hss_defaults: dict = {"tol": 1e-08, "leaf_size": 64, "oversampling": 10, "initial_samples": 48}
 simd: str = "generic"
