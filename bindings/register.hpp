@@ -10,5 +10,7 @@ void register_runtime(pybind11::module_& m);
 void register_hierarchical(pybind11::module_& m);
 void register_sparse(pybind11::module_& m);
 void register_sparse_plus(pybind11::module_& m);
+void register_factor(pybind11::module_& m);
+void register_kernels(pybind11::module_& m);
 
 }  // namespace hsslin::bindings

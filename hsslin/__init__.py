@@ -12,8 +12,10 @@ True
 
 from . import cuda  # pure Python; the CUDA extension loads on first use
 from ._compress import METHODS, compress
+from ._factor import Factorization, FactorizationError
 from ._hierarchical import HODLRMatrix, HSSMatrix
 from ._io import load
+from ._kernels import KERNELS, KernelMatrix
 from ._loader import core as _core
 from ._lowrank import LowRankMatrix, SparsePlusLowRank
 from ._operator import TransposedOperator
@@ -31,6 +33,10 @@ __all__ = [
     "LowRankMatrix",
     "SparsePlusLowRank",
     "TransposedOperator",
+    "Factorization",
+    "FactorizationError",
+    "KernelMatrix",
+    "KERNELS",
     "compress",
     "METHODS",
     "reverse_cuthill_mckee",

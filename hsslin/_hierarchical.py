@@ -6,7 +6,9 @@ import warnings
 
 import numpy as np
 
-from ._io import Kind, Persistent, from_bytes, register_core
+from . import _kernels
+from ._factor import factorize
+from ._io import Kind, Persistent, from_bytes, register_container, register_core
 from ._loader import core as _core
 from ._operator import LinearOperatorMixin
 from ._validation import as_float_matrix, check_int, check_rank_decay, check_seed, check_tol
@@ -62,6 +64,32 @@ class _Hierarchical(LinearOperatorMixin, Persistent):
         """Largest leaf block the tree was built with."""
         return int(self._impl.leaf_size)
 
+    @property
+    def permutation(self) -> np.ndarray | None:
+        """None: the tree follows the caller's order (``from_kernel`` builds matrices that permute)."""
+        return None
+
+    def factor(self, symmetric: bool = False):
+        """Factors the (square) matrix for solves and log-determinants.
+
+        ``symmetric=True`` runs the Cholesky-type variant, which needs a
+        symmetric positive definite matrix; see :class:`hsslin.Factorization`.
+
+        Examples
+        --------
+        >>> import numpy as np, hsslin
+        >>> A = np.eye(300) + np.full((300, 300), 0.5)
+        >>> F = hsslin.HSSMatrix.from_dense(A, tol=1e-10, leaf_size=32).factor(symmetric=True)
+        >>> bool(np.allclose(A @ F.solve(np.ones(300)), 1.0))
+        True
+        """
+        return factorize(self, symmetric)
+
+    @classmethod
+    def _in_caller_order(cls, impl, permutation):
+        """The matrix of tree-order `impl` whose points the caller ordered by ``perm[t] -> t``."""
+        return cls._permuted_class(impl, permutation)
+
     def _apply(self, x, transpose):
         return self._impl.apply(x, transpose)
 
@@ -104,6 +132,8 @@ class HSSMatrix(_Hierarchical):
     """
 
     _impls = _HSS
+    from_kernel = classmethod(_kernels.hss_from_kernel)
+    from_operator = classmethod(_kernels.hss_from_operator)
 
     @classmethod
     def from_dense(
@@ -278,6 +308,7 @@ class HODLRMatrix(_Hierarchical):
     """
 
     _impls = _HODLR
+    from_kernel = classmethod(_kernels.hodlr_from_kernel)
 
     @classmethod
     def from_dense(
@@ -438,6 +469,78 @@ def _widen_part(value):
     return value
 
 
+class _Permuted:
+    """A hierarchical matrix built on a geometric order of its points (``from_kernel``).
+
+    The tree holds ``H[s, t] = A[perm[s], perm[t]]``; products, dense copies,
+    solves and log-determinants take and return vectors in the caller's
+    order, and files keep the permutation. Per-node views (``ranks``,
+    ``parts``) are in the tree's order.
+    """
+
+    _base: type = _Hierarchical  # the format without a permutation
+
+    def __init__(self, impl, permutation):
+        super().__init__(impl)
+        self._perm = _kernels.as_permutation(permutation, self._shape)
+
+    @property
+    def permutation(self) -> np.ndarray:
+        """Read-only: position ``t`` of the cluster tree holds the caller's point ``perm[t]``."""
+        return self._perm
+
+    @property
+    def nbytes(self) -> int:
+        """Every stored byte, the permutation included."""
+        return super().nbytes + int(self._perm.nbytes)
+
+    def _apply(self, x, transpose):
+        return _kernels.apply_permuted(super()._apply, self._perm, x, transpose)
+
+    def _dense(self, transpose):
+        return _kernels.unpermute_dense(super()._dense(transpose), self._perm)
+
+    def _as_float64(self):
+        return type(self)(super()._as_float64()._impl, self._perm)
+
+    def copy(self):
+        """Return an independent deep copy."""
+        return type(self)(self._impl.copy(), self._perm)
+
+    __copy__ = copy
+
+    def _container_parts(self):
+        return {"permutation": self._perm}, {"matrix": self._base(self._impl)}, {}
+
+    @classmethod
+    def _from_container(cls, arrays, parts, meta):
+        inner = parts["matrix"]
+        if type(inner) is not cls._base:
+            raise ValueError(f"a {cls.__name__} holds a plain {cls._base.__name__}")
+        return cls(inner._impl, arrays["permutation"])
+
+
+class PermutedHSSMatrix(_Permuted, HSSMatrix):
+    """An :class:`HSSMatrix` on a geometric order (see :meth:`HSSMatrix.from_kernel`)."""
+
+    _base = HSSMatrix
+
+
+class PermutedHODLRMatrix(_Permuted, HODLRMatrix):
+    """A :class:`HODLRMatrix` on a geometric order (see :meth:`HODLRMatrix.from_kernel`)."""
+
+    _base = HODLRMatrix
+
+
+HSSMatrix._permuted_class = PermutedHSSMatrix
+HODLRMatrix._permuted_class = PermutedHODLRMatrix
 register_core(Kind.HSS, HSSMatrix, _HSS)
 register_core(Kind.HODLR, HODLRMatrix, _HODLR)
+_PERMUTATION_SCHEMA = dict(arrays=("permutation",))
+register_container(
+    Kind.PERMUTED_HSS, PermutedHSSMatrix, parts={"matrix": (HSSMatrix,)}, **_PERMUTATION_SCHEMA
+)
+register_container(
+    Kind.PERMUTED_HODLR, PermutedHODLRMatrix, parts={"matrix": (HODLRMatrix,)}, **_PERMUTATION_SCHEMA
+)
 _from_bytes = from_bytes  # the name pickles written before hsslin._io existed refer to

@@ -58,7 +58,7 @@ class Kind(enum.IntEnum):
 
     1-3 are written by the C++ core (``ObjectKind`` in cpp/include/hsslin/io.hpp
     holds the same numbers); 4 is reserved there and never written; 5 on are
-    Python containers.
+    Python containers, except 10 and 11, the core's factorizations.
     """
 
     HSS = 1
@@ -67,6 +67,12 @@ class Kind(enum.IntEnum):
     LOW_RANK = 5
     SPARSE_PLUS_LOW_RANK = 6
     SPARSE_PLUS_HSS = 7
+    PERMUTED_HSS = 8  # an HSSMatrix on a geometric order, with its permutation (from_kernel)
+    FACTORIZATION = 9  # a Factorization: its factors and, for a permuted matrix, the permutation
+    HSS_FACTOR = 10  # C++ (ObjectKind::HSSFactor): a ULV factorization
+    HODLR_FACTOR = 11  # C++ (ObjectKind::HODLRFactor): a Sherman-Morrison-Woodbury factorization
+    DENSE_FACTOR = 12  # LAPACK's LU or Cholesky factors of one dense block
+    PERMUTED_HODLR = 13  # as PERMUTED_HSS, for a HODLRMatrix
 
 
 @dataclass(frozen=True)

@@ -230,7 +230,9 @@ class SparsePlusHSS(LinearOperatorMixin, Persistent):
         # A = S + Pr^T H Pc:  A x = S x + scatter_r(H gather_c(x));
         # A^T x = S^T x + scatter_c(H^T gather_r(x)). With a hierarchical H one C++
         # call does all four steps (GIL released once, no Python temporaries).
-        if isinstance(self._H, _FUSED):
+        if (
+            isinstance(self._H, _FUSED) and self._H.permutation is None
+        ):  # the C++ product reads H's tree order
             return _fused_apply(self._S._impl, self._H._impl, self._row_perm, self._col_perm, x, transpose)
         gather = self._row_perm if transpose else self._col_perm
         scatter = self._col_perm if transpose else self._row_perm

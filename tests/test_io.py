@@ -292,6 +292,13 @@ def test_every_operator_class_has_one_kind():
         hsslin.LowRankMatrix,
         hsslin.SparsePlusLowRank,
         hsslin.SparsePlusHSS,
+        hsslin.Factorization,
+        # from_kernel's matrices keep their geometric order; a factorization's factors are parts.
+        hsslin._hierarchical.PermutedHSSMatrix,
+        hsslin._hierarchical.PermutedHODLRMatrix,
+        hsslin._factor._HSSFactor,
+        hsslin._factor._HODLRFactor,
+        hsslin._factor._DenseFactor,
     }
     assert {c.cls for c in _io._BY_KIND.values()} == public
     assert set(_io._BY_KIND) == {k.value for k in _io.Kind}

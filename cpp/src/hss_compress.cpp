@@ -33,7 +33,7 @@ struct HSSMatrix<T>::Build {
     bool saturated = false;
   };
 
-  const ConstRowMap<T>& A;
+  const MatrixSource<T>& A;
   const Matrix<T>& Omega;
   const Matrix<T>& Psi;
   const Matrix<T>& Y;
@@ -122,8 +122,8 @@ struct HSSMatrix<T>::Build {
     Node& node = nodes[static_cast<size_t>(i)];
     const Work& a = work[static_cast<size_t>(ClusterTree::left(i))];
     const Work& b = work[static_cast<size_t>(ClusterTree::right(i))];
-    node.B12 = gather<T>(A, a.skel_rows, b.skel_cols);
-    node.B21 = gather<T>(A, b.skel_rows, a.skel_cols);
+    node.B12 = A.gather(a.skel_rows, b.skel_cols);
+    node.B21 = A.gather(b.skel_rows, a.skel_cols);
   }
 
   void run() {
@@ -173,10 +173,10 @@ struct HSSMatrix<T>::Build {
 };
 
 template <class T>
-void HSSMatrix<T>::set_dense(const ConstRowMap<T>& A) {
+void HSSMatrix<T>::set_dense(const MatrixSource<T>& A) {
   tree_ = ClusterTree::with_levels(A.rows(), A.cols(), 0);
   std::vector<Node> nodes(1);
-  nodes[0].D = A;
+  nodes[0].D = A.block(0, 0, A.rows(), A.cols());
   pack(std::move(nodes));
   error_estimate_ = 0.0;
   dense_fallback_ = true;
@@ -210,7 +210,7 @@ double probe_error(const HSSMatrix<T>& H, const Matrix<T>& G, const Matrix<T>& A
 // O(|I| |J| r) per block; the blocks of all levels cover the matrix once, so
 // O(m n r) in all.
 template <class T>
-void HSSMatrix<T>::project_couplings(const ConstRowMap<T>& A) {
+void HSSMatrix<T>::project_couplings(const MatrixSource<T>& A) {
   const ClusterTree& tree = tree_;
   std::vector<Matrix<T>> Uf(static_cast<size_t>(tree.size()));
   std::vector<Matrix<T>> Vf(symmetric_ ? 0 : static_cast<size_t>(tree.size()));
@@ -242,7 +242,7 @@ void HSSMatrix<T>::project_couplings(const ConstRowMap<T>& A) {
     // block are the whole cost.
     const ClusterNode& ca = tree.node(a);
     const ClusterNode& cb = tree.node(b);
-    const Matrix<T> MV = A.block(ca.row_begin, cb.col_begin, ca.rows(), cb.cols()) * Vb;
+    const Matrix<T> MV = A.block_times(ca.row_begin, cb.col_begin, ca.rows(), cb.cols(), Vb);
     const Matrix<T> B = (Ua.transpose() * Ua).ldlt().solve(Ua.transpose() * MV);
     Eigen::Map<Matrix<T>>(arena_.data() + s.offset, s.rows, s.cols) =
         (Vb.transpose() * Vb).ldlt().solve(B.transpose()).transpose();
@@ -274,12 +274,22 @@ HSSMatrix<T> HSSMatrix<T>::compress(const ConstRowMap<T>& A, const HSSOptions& o
   if (const int e = scale_exponent(A); e != 0) {
     // Tiny or huge magnitudes: compress A * 2^-e, whose norms stay in range
     // (relative errors and ranks are those of A), then scale back exactly.
+    // (Entry sources, such as kernels from points, are not scaled: their
+    // entries are never all seen at once.)
     const RowMatrix<T> As = scaled_copy(A, e);
-    HSSMatrix H = compress(
-        ConstRowMap<T>(As.data(), As.rows(), As.cols(), Eigen::OuterStride<>(As.cols())), options);
+    HSSMatrix H = compress(DenseSource<T>(ConstRowMap<T>(As.data(), As.rows(), As.cols(),
+                                                         Eigen::OuterStride<>(As.cols()))),
+                           options);
     H.scale_values(e);
     return H;
   }
+  return compress(DenseSource<T>(A), options);
+}
+
+template <class T>
+HSSMatrix<T> HSSMatrix<T>::compress(const MatrixSource<T>& A, const HSSOptions& options) {
+  HSSLIN_CHECK(A.rows() >= 1 && A.cols() >= 1, "matrix must be non-empty, got ", A.rows(), "x",
+               A.cols());
   HSSMatrix H;
   H.options_ = options;
   H.tree_ = ClusterTree(A.rows(), A.cols(), options.leaf_size());
@@ -289,7 +299,7 @@ HSSMatrix<T> HSSMatrix<T>::compress(const ConstRowMap<T>& A, const HSSOptions& o
     return H;
   }
   const Index m = A.rows(), n = A.cols();
-  H.symmetric_ = is_symmetric(A);
+  H.symmetric_ = A.symmetric();
   const Index max_samples = std::max(m, n);
   const Index p = options.oversampling();
   Index d = std::min(max_samples, std::max(options.initial_samples(),
@@ -306,14 +316,14 @@ HSSMatrix<T> HSSMatrix<T>::compress(const ConstRowMap<T>& A, const HSSOptions& o
     Matrix<T> both(n, d + kHoldout);
     both << Omega, G;
     Matrix<T> sampled;
-    sample_columns(A, both, sampled);
+    A.multiply(both, sampled);
     Y = sampled.leftCols(d);
     AG = sampled.rightCols(kHoldout);
   }
   if (!H.symmetric_) {
     Psi.resize(m, d);
     psi_stream.fill(Psi);
-    sample_rows(A, Psi, Z);
+    A.multiply_transpose(Psi, Z);
   }
 
   const double levels = H.tree_.levels();
@@ -353,7 +363,7 @@ HSSMatrix<T> HSSMatrix<T>::compress(const ConstRowMap<T>& A, const HSSOptions& o
       const Index grown = std::min(max_samples, wanted);
       Matrix<T> extra(n, grown - d), Yx;
       omega_stream.fill(extra, d);
-      sample_columns(A, extra, Yx);
+      A.multiply(extra, Yx);
       Omega.conservativeResize(n, grown);
       Omega.rightCols(grown - d) = extra;
       Y.conservativeResize(m, grown);
@@ -361,7 +371,7 @@ HSSMatrix<T> HSSMatrix<T>::compress(const ConstRowMap<T>& A, const HSSOptions& o
       if (!H.symmetric_) {
         Matrix<T> extra_psi(m, grown - d), Zx;
         psi_stream.fill(extra_psi, d);
-        sample_rows(A, extra_psi, Zx);
+        A.multiply_transpose(extra_psi, Zx);
         Psi.conservativeResize(m, grown);
         Psi.rightCols(grown - d) = extra_psi;
         Z.conservativeResize(n, grown);

@@ -15,6 +15,10 @@ const char* kind_name(std::uint32_t kind) {
       return "CSRMatrix";
     case 4:
       return "SparsePlusHSS";
+    case 10:
+      return "HSS factorization";
+    case 11:
+      return "HODLR factorization";
     default:
       return "unknown object";
   }

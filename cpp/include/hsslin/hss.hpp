@@ -7,10 +7,15 @@
 
 #include "hsslin/cluster_tree.hpp"
 #include "hsslin/low_rank.hpp"
+#include "hsslin/matrix_source.hpp"
 #include "hsslin/options.hpp"
 #include "hsslin/parallel.hpp"
 
 namespace hsslin {
+
+template <class T>
+class KernelMatrix;
+class GeometricTree;
 
 /// \brief HSS matrix (nested bases) over a ClusterTree.
 ///
@@ -37,6 +42,12 @@ class HSSMatrix {
   HSSMatrix() = default;
   /// Compresses a dense row-major matrix (finite entries; checked by the caller).
   static HSSMatrix compress(const ConstRowMap<T>& A, const HSSOptions& options);
+  /// The same from products and entries alone (STRUMPACK's compress(Amult, Aelem)).
+  static HSSMatrix compress(const MatrixSource<T>& A, const HSSOptions& options);
+  /// Compresses a kernel matrix over points in `geo`'s order from its entries
+  /// (hss_from_entries.hpp).
+  static HSSMatrix from_kernel(const KernelMatrix<T>& K, const GeometricTree& geo,
+                               const HSSOptions& options);
 
   Index rows() const { return tree_.rows(); }
   Index cols() const { return tree_.cols(); }
@@ -109,11 +120,11 @@ class HSSMatrix {
   /// products read them, so that a cold product streams instead of chasing
   /// many small allocations.
   void pack(std::vector<Node>&& nodes);
-  void set_dense(const ConstRowMap<T>& A);
+  void set_dense(const MatrixSource<T>& A);
   /// Multiplies the stored values of A (D, B12, B21) by 2^e.
   void scale_values(int e);
   /// Replaces every coupling by the least-squares one for the stored bases.
-  void project_couplings(const ConstRowMap<T>& A);
+  void project_couplings(const MatrixSource<T>& A);
   void check_structure() const;
   ConstMap view(Index i, Factor f) const {
     const Slot& s = slots_[size_t(i) * 5 + size_t(f)];

@@ -22,7 +22,14 @@ namespace hsslin {
 constexpr std::uint32_t kFormatVersion = 1;
 
 /// \brief Kinds of object a file can hold.
-enum class ObjectKind : std::uint32_t { HSS = 1, HODLR = 2, CSR = 3, SparsePlus = 4 };
+enum class ObjectKind : std::uint32_t {
+  HSS = 1,
+  HODLR = 2,
+  CSR = 3,
+  SparsePlus = 4,
+  HSSFactor = 10,   ///< inside a factorization container (hsslin/_factor.py)
+  HODLRFactor = 11  ///< likewise
+};
 
 /// \brief Appends plain values and matrices to a byte buffer.
 class ByteWriter {
