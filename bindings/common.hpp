@@ -115,5 +115,6 @@ Matrix<T> from_numpy(const py::array& a, const char* name) {
 void register_hierarchical(py::module_& m);
 void register_sparse(py::module_& m);
 void register_sparse_plus(py::module_& m);
+void register_rpca(py::module_& m);
 
 }  // namespace hsslin::bindings

@@ -20,4 +20,5 @@ HSSLIN_DEFINE_MODULE(HSSLIN_MODULE_NAME, m) {
   hsslin::bindings::register_hierarchical(m);
   hsslin::bindings::register_sparse(m);
   hsslin::bindings::register_sparse_plus(m);
+  hsslin::bindings::register_rpca(m);
 }

@@ -15,6 +15,7 @@ from ._hierarchical import HODLRMatrix, HSSMatrix, load
 from ._loader import core as _core
 from ._lowrank import LowRankMatrix, SparsePlusLowRank
 from ._operator import TransposedOperator
+from ._rpca import RPCAResult, rpca
 from ._sparse import CSRMatrix, bandwidth, reverse_cuthill_mckee
 from ._sparse_plus import SparsePlusHSS
 
@@ -29,6 +30,8 @@ __all__ = [
     "SparsePlusLowRank",
     "TransposedOperator",
     "compress",
+    "rpca",
+    "RPCAResult",
     "METHODS",
     "reverse_cuthill_mckee",
     "bandwidth",
