@@ -5,4 +5,4 @@ import importlib.util
 
 collect_ignore_glob = []
 if importlib.util.find_spec("torch") is None or importlib.util.find_spec("transformers") is None:
-    collect_ignore_glob += ["hsslin/torch.py", "hsslin/_torch_eval.py"]
+    collect_ignore_glob += ["hsslin/torch/*"]

@@ -35,8 +35,8 @@ import torch  # noqa: E402
 
 import hsslin  # noqa: E402
 import hsslin.torch as ht  # noqa: E402
-from hsslin._lowrank import LowRankMatrix  # noqa: E402
-from hsslin._torch_eval import SAMPLE_SENTENCES  # noqa: E402
+from hsslin import LowRankMatrix  # noqa: E402
+from hsslin.torch import SAMPLE_SENTENCES  # noqa: E402
 
 BUDGETS = (0.25, 0.5, 0.75)
 LATENCY_METHODS = ("svd", "hodlr", "sparse+hodlr+rcm")
@@ -133,9 +133,12 @@ def minilm_encoding(tokenizer, base, compressed, repeat):
 def fidelity_variants(tokenizer):
     """(label, method, extra compress_model arguments): every method, then calibrated svd."""
     calibration = ht.calibration_batches(tokenizer)  # CALIBRATION_SENTENCES: disjoint from the eval set
-    variants = [(m, m, {}) for m in hsslin.METHODS]
+    # every row names its calibration and allocation: compress_model's defaults (hsslin/_defaults.py)
+    # would otherwise calibrate the plain svd row
+    plain = {"calibration": None, "allocation": "uniform"}
+    variants = [(m, m, plain) for m in hsslin.METHODS]
     variants += [
-        ("svd, calibrated", "svd", {"calibration": calibration}),
+        ("svd, calibrated", "svd", {"calibration": calibration, "allocation": "uniform"}),
         ("svd, calibrated, global", "svd", {"calibration": calibration, "allocation": "global"}),
     ]
     return variants
@@ -392,7 +395,7 @@ def main(argv=None) -> int:
         tokenizer = transformers.AutoTokenizer.from_pretrained(path)
         base = transformers.AutoModel.from_pretrained(path).eval()
         comp = copy.deepcopy(base)
-        ht.compress_model(comp, progress=False)
+        ht.compress_model(comp, method="sparse+hodlr+rcm", budget=0.5, progress=False)
         results["encoding"] = minilm_encoding(tokenizer, base, comp, 5 if args.quick else 15)
         print("encoding", results["encoding"], flush=True)
         comp = copy.deepcopy(base)

@@ -11,13 +11,15 @@ True
 """
 
 from ._compress import METHODS, compress
-from ._hierarchical import HODLRMatrix, HSSMatrix, load
+from ._hierarchical import HODLRMatrix, HSSMatrix
+from ._io import load
 from ._loader import core as _core
 from ._lowrank import LowRankMatrix, SparsePlusLowRank
 from ._operator import TransposedOperator
 from ._rpca import RPCAResult, rpca
 from ._sparse import CSRMatrix, bandwidth, reverse_cuthill_mckee
 from ._sparse_plus import SparsePlusHSS
+from ._validation import check_int
 
 __version__ = "0.1.0"
 
@@ -58,8 +60,6 @@ def set_num_threads(n: int) -> None:
     1
     >>> hsslin.set_num_threads(old)
     """
-    from ._validation import check_int
-
     _core.set_num_threads(check_int(n, "n", 1))
 
 

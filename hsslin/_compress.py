@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import math
 
-from ._validation import as_float_matrix, check_int
+from ._hierarchical import HODLRMatrix, HSSMatrix
+from ._lowrank import LowRankMatrix, SparsePlusLowRank
+from ._sparse import CSRMatrix
+from ._sparse_plus import PERMUTATION_DTYPE, SparsePlusHSS
+from ._tree import hodlr_nbytes
+from ._validation import as_float_matrix, check_int, check_rank_decay
 
 METHODS = (
     "svd",
@@ -20,21 +25,26 @@ _SPLITS = (0.25, 0.5, 0.75)  # shares of the budget tried for the sparse part
 
 
 def _csr_nbytes(m: int, nnz: int, itemsize: int) -> int:
-    from ._sparse import CSRMatrix
-
     return CSRMatrix.bytes_for(m, nnz, itemsize)
 
 
 def _max_nnz(m: int, n: int, budget: int, itemsize: int) -> int:
-    """Largest nnz whose CSR matrix fits `budget` bytes (bytes are affine in nnz)."""
+    """Largest nnz (at most all m * n entries) whose CSR matrix fits `budget` bytes.
+
+    Bytes are affine in nnz. :func:`_sparsity_for` turns the count into a
+    sparsity below 1 that keeps exactly that many, all m * n included.
+    """
     base = _csr_nbytes(m, 0, itemsize)
     per = _csr_nbytes(m, 1, itemsize) - base
-    return max(0, min(m * n - 1, (budget - base) // per))
+    return max(0, min(m * n, (budget - base) // per))
+
+
+def _sparsity_for(nnz: int, m: int, n: int) -> float:
+    """A sparsity that keeps exactly `nnz` entries: ceil(rho * m * n) = nnz for rho just below nnz / (m n)."""
+    return nnz / (m * n) * (1 - 1e-12)
 
 
 def _max_hodlr_rank(m, n, budget, itemsize, leaf_size, rank_decay, min_rank) -> int:
-    from ._tree import hodlr_nbytes
-
     if hodlr_nbytes(m, n, leaf_size, 1, rank_decay, min_rank, itemsize) > budget:
         return 0
     lo, hi = 1, max(1, min(m, n))
@@ -48,25 +58,49 @@ def _max_hodlr_rank(m, n, budget, itemsize, leaf_size, rank_decay, min_rank) -> 
 
 
 def _too_small(method: str, minimum: int, budget: int):
+    """Raises the ValueError for a budget below `minimum`, the bytes of the smallest form built or counted."""
+    if minimum <= budget:  # a claim the caller could refute: a bug, never a user's mistake
+        raise RuntimeError(
+            f"hsslin bug: method {method!r} found nothing within budget_bytes={budget}, yet its smallest "
+            f"form takes {minimum} bytes"
+        )
     raise ValueError(
         f"budget_bytes={budget} is too small for method {method!r}: it needs at least {minimum} bytes"
     )
 
 
-def _best(candidates, W):
-    """The candidate with the lowest relative error (candidates: iterable of operators)."""
-    best, best_err = None, math.inf
-    for op in candidates:
-        if op is None:
-            continue
-        err = op.relative_error(W)
-        if err < best_err:
-            best, best_err = op, err
-    return best
+def _within_budget(op, method: str, budget: int):
+    """`op`, checked against the promise ``op.nbytes <= budget``."""
+    if op.nbytes > budget:
+        raise RuntimeError(
+            f"hsslin bug: method {method!r} predicted a size within budget_bytes={budget} but built "
+            f"{op.nbytes} bytes"
+        )
+    return op
 
 
-def _fit_hss(W, budget, leaf_size, seed, sparse_part=None, rcm=False, rcm_pattern="residual"):
-    """HSS (or sparse + HSS) under a rank cap chosen to fit the budget; None when even cap 1 does not.
+def _best(candidates, W, method: str):
+    """The candidate with the lowest relative error (the first of equals).
+
+    A candidate whose error is not finite holds non-finite values: it is
+    never chosen, and when every candidate is such, RuntimeError says so
+    (rather than a budget that could not be met).
+    """
+    scored = [(op.relative_error(W), i, op) for i, op in enumerate(candidates)]
+    finite = [t for t in scored if math.isfinite(t[0])]
+    if not finite:
+        raise RuntimeError(
+            f"method {method!r} built only forms with non-finite values from W (largest |entry| "
+            f"{float(abs(W).max()):.3g}); scale W, or use another method"
+        )
+    return min(finite, key=lambda t: t[:2])[2]
+
+
+def _fit_hss(W, budget, method, leaf_size, seed, sparse_part=None, rcm=False, rcm_pattern="residual"):
+    """HSS (or sparse + HSS) under a rank cap chosen to fit the budget.
+
+    Returns (operator, bytes of the cap-1 build): the operator is None when
+    even cap 1 does not fit, and those bytes are then the honest minimum.
 
     A tolerance cannot aim at a size: weight matrices compress poorly in HSS
     form (nested bases need the whole off-diagonal block row to be low
@@ -78,8 +112,6 @@ def _fit_hss(W, budget, leaf_size, seed, sparse_part=None, rcm=False, rcm_patter
     tree. So every cap the bisection built that fits is a candidate, and the
     most accurate one is returned (measured against W).
     """
-    from ._hierarchical import HSSMatrix
-    from ._sparse_plus import SparsePlusHSS
 
     def build(max_rank):
         if sparse_part is None:
@@ -99,7 +131,7 @@ def _fit_hss(W, budget, leaf_size, seed, sparse_part=None, rcm=False, rcm_patter
     lo, hi = 1, max(1, min(W.shape) // 2)
     first = build(lo)
     if first.nbytes > budget:
-        return None
+        return None, first.nbytes
     fitting = [first]
     while lo < hi:
         mid = (lo + hi + 1) // 2
@@ -109,7 +141,7 @@ def _fit_hss(W, budget, leaf_size, seed, sparse_part=None, rcm=False, rcm_patter
             lo = mid
         else:
             hi = mid - 1
-    return _best(fitting, W)
+    return _best(fitting, W, method), first.nbytes
 
 
 def compress(W, method: str = "sparse+hodlr+rcm", budget_bytes: int | None = None, **params):
@@ -131,14 +163,23 @@ def compress(W, method: str = "sparse+hodlr+rcm", budget_bytes: int | None = Non
         Every method also takes `leaf_size` where it applies and `seed`.
     budget_bytes : int, optional
         When given, the method chooses its own parameters so that
-        ``result.nbytes <= budget_bytes`` (always holds; ValueError stating
-        the minimum when nothing fits). Split methods try sparse shares of
-        25/50/75% of the budget and keep the most accurate.
+        ``result.nbytes <= budget_bytes``: a promise, checked on the object
+        built before it is returned. When nothing fits, ValueError states
+        the bytes of the smallest form the method builds (always more than
+        the budget; a budget of that size succeeds). Split methods try
+        sparse shares of 25/50/75% of the budget and keep the most
+        accurate; ``"sparse"`` may keep every entry when the budget allows.
 
     Returns
     -------
     An operator with ``@``, ``.T``, ``nbytes``, ``to_dense()`` and
     ``relative_error(W)``.
+
+    Raises
+    ------
+    RuntimeError
+        When every form built holds non-finite values (W's magnitudes
+        overflowed in the compression), rather than returning one.
 
     Examples
     --------
@@ -152,20 +193,13 @@ def compress(W, method: str = "sparse+hodlr+rcm", budget_bytes: int | None = Non
     >>> B.nbytes <= W.nbytes // 2, B.shape
     (True, (128, 96))
     """
-    from ._hierarchical import HODLRMatrix, HSSMatrix
-    from ._lowrank import LowRankMatrix, SparsePlusLowRank
-    from ._sparse import CSRMatrix
-    from ._sparse_plus import SparsePlusHSS
-
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
     W = as_float_matrix(W, "W")
-    m, n = W.shape
-    s = W.dtype.itemsize
     leaf_size = check_int(params.pop("leaf_size", 64), "leaf_size", 1)
     seed = params.pop("seed", 0)
-    rank_decay = params.pop("rank_decay", 0.5)
-    min_rank = params.pop("min_rank", 1)
+    rank_decay = check_rank_decay(params.pop("rank_decay", 0.5))
+    min_rank = check_int(params.pop("min_rank", 1), "min_rank", 1)
     if budget_bytes is None:
         return _compress_with_params(W, method, leaf_size, seed, rank_decay, min_rank, params)
     budget = check_int(budget_bytes, "budget_bytes", 1)
@@ -176,9 +210,14 @@ def compress(W, method: str = "sparse+hodlr+rcm", budget_bytes: int | None = Non
         )
     if "input_gram" in params and method != "svd":
         raise ValueError(f"input_gram (activation-aware compression) applies to method 'svd', not {method!r}")
-    iterations = params.get("iterations", 1)
-    rcm_pattern = params.get("rcm_pattern", "residual")
+    op = _compress_to_budget(W, method, budget, leaf_size, seed, rank_decay, min_rank, params)
+    return _within_budget(op, method, budget)
 
+
+def _compress_to_budget(W, method, budget, leaf_size, seed, rank_decay, min_rank, params):
+    """The most accurate form of `method` that compress() finds within `budget` bytes."""
+    m, n = W.shape
+    s = W.dtype.itemsize
     if method == "svd":
         r = (budget - LowRankMatrix.bytes_for(m, n, 0, s)) // ((m + n) * s)
         if r < 1:
@@ -188,44 +227,47 @@ def compress(W, method: str = "sparse+hodlr+rcm", budget_bytes: int | None = Non
         nnz = _max_nnz(m, n, budget, s)
         if nnz < 1:
             _too_small(method, _csr_nbytes(m, 1, s), budget)
-        return CSRMatrix.from_dense(W, sparsity=nnz / (m * n) * (1 - 1e-12))
+        return CSRMatrix.from_dense(W, sparsity=_sparsity_for(nnz, m, n))
     if method == "hodlr":
         r = _max_hodlr_rank(m, n, budget, s, leaf_size, rank_decay, min_rank)
         if r < 1:
-            from ._tree import hodlr_nbytes
-
             _too_small(method, hodlr_nbytes(m, n, leaf_size, 1, rank_decay, min_rank, s), budget)
         return HODLRMatrix.from_dense(
             W, rank=r, rank_decay=rank_decay, min_rank=min_rank, leaf_size=leaf_size, seed=seed
         )
     if method == "hss":
-        op = _fit_hss(W, budget, leaf_size, seed)
+        op, smallest = _fit_hss(W, budget, method, leaf_size, seed)
         if op is None:
-            _too_small(
-                method, HSSMatrix.from_dense(W, tol=1e-6, max_rank=1, leaf_size=leaf_size).nbytes, budget
-            )
+            _too_small(method, smallest, budget)
         return op
 
     # Split methods: part of the budget to S, the rest to the low-rank part.
+    iterations = params.get("iterations", 1)
+    rcm_pattern = params.get("rcm_pattern", "residual")
     rcm = method.endswith("rcm")
-    perm_bytes = (m + n) * 4 if rcm else 0
+    perm_bytes = (m + n) * PERMUTATION_DTYPE.itemsize if rcm else 0  # row and column orders
 
     def split(nnz):
-        """The split with `nnz` sparse entries and the largest low-rank part that fits (or None)."""
-        sparsity = nnz / (m * n) * (1 - 1e-12)
-        rest = budget - _csr_nbytes(m, nnz, s)
+        """(The split with `nnz` sparse entries and the largest low-rank part that fits, or
+        None; the bytes of the smallest split with `nnz` sparse entries.)"""
+        sparsity = _sparsity_for(nnz, m, n)
+        sparse = _csr_nbytes(m, nnz, s)
+        rest = budget - sparse
         if method == "sparse+svd":
             r = (rest - LowRankMatrix.bytes_for(m, n, 0, s)) // ((m + n) * s)
+            smallest = sparse + LowRankMatrix.bytes_for(m, n, 1, s)
             if r < 1:
-                return None
-            return SparsePlusLowRank.from_dense(
+                return None, smallest
+            op = SparsePlusLowRank.from_dense(
                 W, sparsity=sparsity, rank=min(r, min(m, n)), iterations=iterations
             )
+            return op, smallest
         if method in ("sparse+hodlr", "sparse+hodlr+rcm"):
             r = _max_hodlr_rank(m, n, rest - perm_bytes, s, leaf_size, rank_decay, min_rank)
+            smallest = sparse + perm_bytes + hodlr_nbytes(m, n, leaf_size, 1, rank_decay, min_rank, s)
             if r < 1:
-                return None
-            return SparsePlusHSS.from_dense(
+                return None, smallest
+            op = SparsePlusHSS.from_dense(
                 W,
                 sparsity=sparsity,
                 rank=r,
@@ -236,57 +278,25 @@ def compress(W, method: str = "sparse+hodlr+rcm", budget_bytes: int | None = Non
                 rcm_pattern=rcm_pattern,
                 seed=seed,
             )
-        return _fit_hss(W, budget, leaf_size, seed, sparse_part=sparsity, rcm=True, rcm_pattern=rcm_pattern)
+            return op, smallest
+        return _fit_hss(
+            W, budget, method, leaf_size, seed, sparse_part=sparsity, rcm=True, rcm_pattern=rcm_pattern
+        )
 
     shares = sorted({_max_nnz(m, n, int(budget * share), s) for share in _SPLITS} - {0})
-    candidates = [split(nnz) for nnz in shares]
-    if not any(c is not None and c.nbytes <= budget for c in candidates):
-        # The smallest split: one sparse entry, all the rest to the low-rank part.
-        candidates.append(split(1) if _csr_nbytes(m, 1, s) < budget else None)
-    best = _best([c for c in candidates if c is not None and c.nbytes <= budget], W)
-    if best is None:
-        _too_small(method, _split_minimum(W, method, leaf_size, seed, rank_decay, min_rank), budget)
-    return best
-
-
-def _split_minimum(W, method, leaf_size, seed, rank_decay, min_rank) -> int:
-    """Bytes of the smallest split: one sparse entry plus the smallest low-rank part.
-
-    compress() tries exactly this split when no share of the budget fits, so
-    a budget of this many bytes always succeeds.
-    """
-    from ._lowrank import LowRankMatrix
-    from ._sparse_plus import SparsePlusHSS
-    from ._tree import hodlr_nbytes
-
-    m, n = W.shape
-    s = W.dtype.itemsize
-    sparse = _csr_nbytes(m, 1, s)
-    if method == "sparse+svd":
-        return sparse + LowRankMatrix.bytes_for(m, n, 1, s)
-    if method in ("sparse+hodlr", "sparse+hodlr+rcm"):
-        perm_bytes = (m + n) * 4 if method.endswith("rcm") else 0
-        return sparse + perm_bytes + hodlr_nbytes(m, n, leaf_size, 1, rank_decay, min_rank, s)
-    # sparse+hss+rcm: HSS sizes depend on the data (ranks found, dense fallback): build it.
-    op = SparsePlusHSS.from_dense(
-        W,
-        sparsity=1 / (m * n) * (1 - 1e-12),
-        tol=1e-6,
-        max_rank=1,
-        leaf_size=leaf_size,
-        permutation="rcm",
-        hierarchy="hss",
-        seed=seed,
-    )
-    return int(op.nbytes)
+    built = [op for op, _ in map(split, shares) if op is not None]
+    if not built:
+        # The smallest split: one sparse entry, all the rest to the low-rank part. A
+        # budget of its size makes every share fail and this one fit, so its size is
+        # the honest minimum.
+        op, smallest = split(1)
+        if op is None:
+            _too_small(method, smallest, budget)
+        built = [op]
+    return _best([_within_budget(op, method, budget) for op in built], W, method)
 
 
 def _compress_with_params(W, method, leaf_size, seed, rank_decay, min_rank, params):
-    from ._hierarchical import HODLRMatrix, HSSMatrix
-    from ._lowrank import LowRankMatrix, SparsePlusLowRank
-    from ._sparse import CSRMatrix
-    from ._sparse_plus import SparsePlusHSS
-
     def need(*names):
         missing = [k for k in names if k not in params]
         if missing:

@@ -2,25 +2,27 @@
 
 from __future__ import annotations
 
-import os
+import warnings
 
 import numpy as np
 
+from ._io import Kind, Persistent, from_bytes, register_core
 from ._loader import core as _core
 from ._operator import LinearOperatorMixin
-from ._validation import as_float_matrix, check_int, check_seed, check_tol
+from ._validation import as_float_matrix, check_int, check_rank_decay, check_seed, check_tol
 
 _HSS = {np.dtype(np.float32): _core.HSSMatrix32, np.dtype(np.float64): _core.HSSMatrix64}
 _HODLR = {np.dtype(np.float32): _core.HODLRMatrix32, np.dtype(np.float64): _core.HODLRMatrix64}
 
 
-class _Hierarchical(LinearOperatorMixin):
+class _Hierarchical(LinearOperatorMixin, Persistent):
     """Common behaviour of the two tree formats (wraps a C++ object)."""
 
-    _kinds: dict = {}
+    _impls: dict = {}  # dtype -> C++ class, set by each subclass
 
     def __init__(self, impl):
-        if type(impl) not in self._kinds.values():
+        dtype = {t: d for d, t in self._impls.items()}.get(type(impl))
+        if dtype is None:
             raise TypeError(
                 f"use {type(self).__name__}.from_dense(...) or hsslin.load(...) "
                 f"to create a {type(self).__name__}"
@@ -29,7 +31,11 @@ class _Hierarchical(LinearOperatorMixin):
         # Read once: a product checks both, and a product on cold caches pays
         # for every call into the extension (see docs/bench_hss.md).
         self._shape = (int(impl.rows), int(impl.cols))
-        self._dtype = np.dtype(np.float32) if "32" in type(impl).__name__ else np.dtype(np.float64)
+        self._dtype = dtype
+
+    @classmethod
+    def _from_impl(cls, impl):
+        return cls(impl)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -53,6 +59,7 @@ class _Hierarchical(LinearOperatorMixin):
 
     @property
     def leaf_size(self) -> int:
+        """Largest leaf block the tree was built with."""
         return int(self._impl.leaf_size)
 
     def _apply(self, x, transpose):
@@ -69,21 +76,6 @@ class _Hierarchical(LinearOperatorMixin):
 
     def __deepcopy__(self, memo):
         return self.copy()
-
-    def __reduce__(self):
-        return (_from_bytes, (self._impl.serialize(),))
-
-    def to_bytes(self) -> bytes:
-        """The versioned, checksummed binary form that `save` writes."""
-        return self._impl.serialize()
-
-    def save(self, path) -> None:
-        """Writes the matrix to `path` (versioned format, checked by `hsslin.load`)."""
-        data = self._impl.serialize()
-        tmp = f"{os.fspath(path)}.tmp-{os.getpid()}"
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
 
 
 class HSSMatrix(_Hierarchical):
@@ -111,7 +103,7 @@ class HSSMatrix(_Hierarchical):
     True
     """
 
-    _kinds = _HSS
+    _impls = _HSS
 
     @classmethod
     def from_dense(
@@ -194,7 +186,13 @@ class HSSMatrix(_Hierarchical):
 
     @property
     def error_estimate(self) -> float:
-        """Relative Frobenius error measured at build time on 8 held-out random probes."""
+        """An estimate of ``||A - H||_F / ||A||_F``, measured at build time on 8 held-out random probes.
+
+        Nested bases leave no block-by-block residual to sum, so unlike
+        :attr:`HODLRMatrix.error` this is estimated (see the safety factor in
+        tests/conftest.py); :meth:`relative_error` measures the error against
+        a dense matrix you pass it.
+        """
         return float(self._impl.error_estimate)
 
     @property
@@ -216,16 +214,35 @@ class HSSMatrix(_Hierarchical):
         """True when compression did not pay and the matrix is stored as one dense block."""
         return bool(self._impl.is_dense_fallback)
 
-    def _apply(self, x, transpose):
-        # A single dense block (one-leaf tree or dense fallback): the platform BLAS
-        # beats any kernel of ours on a plain dense product.
+    def _dense_view(self):
+        """A read-only view of the single dense block (one-leaf tree or dense fallback), else None."""
         try:
-            D = self._dense_block
+            return self._dense_block
         except AttributeError:
-            D = self._dense_block = self._impl.dense_view()
+            self._dense_block = self._impl.dense_view()
+            return self._dense_block
+
+    def _apply(self, x, transpose):
+        # A single dense block: the platform BLAS beats any kernel of ours on a
+        # plain dense product.
+        D = self._dense_view()
         if D is None:
             return self._impl.apply(x, transpose)
         return (D.T if transpose else D) @ x
+
+    def _as_float64(self):
+        D = self._dense_view()
+        if D is not None:  # one dense block, stored as it is: widening it is exact
+            return HSSMatrix.from_dense(D.astype(np.float64), leaf_size=max(self.shape))
+        # A tree needs a float64 copy of the C++ object (HSSMatrix<float> ->
+        # HSSMatrix<double>), which the core does not offer yet. Rounding x to
+        # float32, or splitting it into two float32 parts, gives float32 accuracy
+        # (benchmarks/bench_promotion.py), so neither is offered in its place.
+        raise TypeError(
+            "this float32 HSSMatrix cannot yet apply float64 (or int64, complex128) operands "
+            "in float64: convert the operand with .astype(np.float32), or build the "
+            "HSSMatrix from float64 data"
+        )
 
 
 class HODLRMatrix(_Hierarchical):
@@ -249,7 +266,7 @@ class HODLRMatrix(_Hierarchical):
     dtype('float32')
     """
 
-    _kinds = _HODLR
+    _impls = _HODLR
 
     @classmethod
     def from_dense(
@@ -273,7 +290,7 @@ class HODLRMatrix(_Hierarchical):
         tol : float in (0, 1), optional
             Target relative Frobenius error; each block gets the smallest rank
             that keeps the total within `tol` (the error is exact, not
-            estimated: see :attr:`error_estimate`). Default 1e-8 when neither
+            estimated: see :attr:`error`). Default 1e-8 when neither
             `tol` nor `rank` is given.
         rank : int, optional
             Outer rank: the two off-diagonal blocks under the root get this
@@ -304,18 +321,13 @@ class HODLRMatrix(_Hierarchical):
             tol = 1e-8
         tol = check_tol(tol) if tol is not None else 0.0
         rank = check_int(rank, "rank", 1, allow_none=True) or 0
-        if (
-            isinstance(rank_decay, bool)
-            or not isinstance(rank_decay, (int, float))
-            or not (0.0 < float(rank_decay) <= 1.0)
-        ):
-            raise ValueError(f"rank_decay must be in (0, 1], got {rank_decay!r}")
+        rank_decay = check_rank_decay(rank_decay)
         min_rank = check_int(min_rank, "min_rank", 1)
         max_rank = check_int(max_rank, "max_rank", 1, allow_none=True) or 0
         leaf_size = check_int(leaf_size, "leaf_size", 1)
         power_iterations = check_int(power_iterations, "power_iterations", 0)
         impl = _HODLR[A.dtype].compress(
-            A, tol, rank, float(rank_decay), min_rank, max_rank, leaf_size, power_iterations, check_seed(seed)
+            A, tol, rank, rank_decay, min_rank, max_rank, leaf_size, power_iterations, check_seed(seed)
         )
         return cls(impl)
 
@@ -325,9 +337,26 @@ class HODLRMatrix(_Hierarchical):
         return [np.asarray(level, dtype=np.int64) for level in self._impl.level_ranks()]
 
     @property
-    def error_estimate(self) -> float:
-        """Relative Frobenius error of the compression (exact: summed block by block)."""
+    def error(self) -> float:
+        """The relative Frobenius error ``||A - H||_F / ||A||_F`` of the compression: exact.
+
+        Each block's error is measured on its explicit residual at build time
+        and the squares are summed, so this is the true error of the stored
+        matrix against the input (in working precision), not an estimate as
+        :attr:`HSSMatrix.error_estimate` is. :meth:`relative_error` measures
+        the error against any dense matrix you pass it.
+        """
         return float(self._impl.relative_error)
+
+    @property
+    def error_estimate(self) -> float:
+        """Deprecated name of :attr:`error` (which is exact, not estimated, for HODLR)."""
+        warnings.warn(
+            "HODLRMatrix.error_estimate is the exact error; use HODLRMatrix.error",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.error
 
     @property
     def rank_schedule(self) -> tuple[int, float, int] | None:
@@ -335,54 +364,45 @@ class HODLRMatrix(_Hierarchical):
         r = int(self._impl.rank)
         return (r, float(self._impl.rank_decay), int(self._impl.min_rank)) if r > 0 else None
 
+    @property
+    def rank_decay(self) -> float:
+        """The schedule's factor per level, as built (kept by :meth:`from_parts`)."""
+        return float(self._impl.rank_decay)
+
     def parts(self) -> list[dict]:
         """Copies of every stored factor, node by node in heap order (for adapters)."""
         return self._impl.parts()
 
+    def _as_float64(self):
+        parts = [{key: _widen_part(value) for key, value in node.items()} for node in self._impl.parts()]
+        return HODLRMatrix.from_parts(
+            parts, self.shape, self.levels, self.leaf_size, self.rank_decay, self.error
+        )
 
-_KIND_CLASSES = {1: (HSSMatrix, _HSS), 2: (HODLRMatrix, _HODLR)}
-_MAGIC = b"HSSLIN\x00\n"
+    @classmethod
+    def from_parts(cls, parts, shape, levels, leaf_size, rank_decay, error_estimate) -> HODLRMatrix:
+        """Rebuilds a matrix from factors laid out as :meth:`parts` returns them (for adapters).
 
-
-def _from_bytes(data: bytes):
-    if len(data) < 40 or data[:8] != _MAGIC:
-        raise ValueError("not an hsslin file (bad magic number or shorter than the header)")
-    kind = int.from_bytes(data[12:16], "little")
-    scalar = int.from_bytes(data[16:20], "little")
-    from . import _registry
-
-    if kind in _registry._CONTAINERS:
-        from ._container import read_container
-
-        cls = _registry._CONTAINERS[kind]
-        arrays, blobs, meta = read_container(data, kind)
-        return cls._from_container(arrays, blobs, **({"meta": meta} if meta else {}))
-    if kind in _KIND_CLASSES:
-        cls, impls = _KIND_CLASSES[kind]
-    else:
-        cls, impls = _registry.lookup(kind)
-    dtype = {4: np.dtype(np.float32), 8: np.dtype(np.float64)}.get(scalar)
-    if dtype is None:
-        raise ValueError(f"corrupted file: scalar size {scalar}")
-    return cls(impls[dtype].deserialize(data))
+        The dtype is that of the factors; the other arguments are the
+        original's ``shape``, ``levels``, ``leaf_size``, ``rank_decay`` and
+        ``error_estimate``.
+        """
+        dtype = np.dtype(parts[-1]["D"].dtype) if len(parts) else None  # the last node is a leaf
+        if dtype not in _HODLR:
+            raise TypeError(f"parts must hold float32 or float64 factors, got {dtype}")
+        rows, cols = shape
+        return cls(_HODLR[dtype].from_parts(rows, cols, levels, parts, rank_decay, leaf_size, error_estimate))
 
 
-def load(path):
-    """Reads an object written by ``save`` and checks its version and checksum.
+def _widen_part(value):
+    """A factor (or a block's dict of factors) of a float32 HODLR node, in float64 (exact)."""
+    if isinstance(value, dict):
+        return {k: _widen_part(v) for k, v in value.items()}
+    if isinstance(value, np.ndarray):
+        return value.astype(np.float64)
+    return value
 
-    Raises ValueError for a file that is not an hsslin file, is truncated or
-    corrupted, or was written by a newer format version.
 
-    Examples
-    --------
-    >>> import numpy as np, hsslin, tempfile, os
-    >>> H = hsslin.HSSMatrix.from_dense(np.eye(100) + 0.01)
-    >>> path = os.path.join(tempfile.mkdtemp(), "eye.hss")
-    >>> H.save(path)
-    >>> H2 = hsslin.load(path)
-    >>> bool(np.array_equal(H2.to_dense(), H.to_dense()))
-    True
-    """
-    with open(path, "rb") as f:
-        data = f.read()
-    return _from_bytes(data)
+register_core(Kind.HSS, HSSMatrix, _HSS)
+register_core(Kind.HODLR, HODLRMatrix, _HODLR)
+_from_bytes = from_bytes  # the name pickles written before hsslin._io existed refer to

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._container import read_container, write_container
+from ._io import Kind, Persistent, register_container
 from ._operator import LinearOperatorMixin
+from ._sparse import CSRMatrix
 from ._validation import as_float_matrix, check_int
 
 _HEADER_BYTES = 64  # shape, rank, dtype and format header of a saved LowRankMatrix
@@ -60,8 +61,15 @@ def _whitened(W: np.ndarray, G: np.ndarray) -> np.ndarray:
     return W.astype(np.float64, copy=False) @ (E * np.sqrt(np.clip(lam, 0.0, None)))
 
 
-class LowRankMatrix(LinearOperatorMixin):
+class LowRankMatrix(LinearOperatorMixin, Persistent):
     """``W ~= U @ V.T`` with U (m x r), V (n x r).
+
+    Parameters
+    ----------
+    U, V : array_like, shapes (m, r) and (n, r)
+        Finite, non-empty real factors. Integer and boolean factors become
+        float64, float16 float32; a float32 and a float64 factor are both
+        kept in float64 (NumPy's promotion).
 
     Examples
     --------
@@ -70,17 +78,30 @@ class LowRankMatrix(LinearOperatorMixin):
     >>> L = hsslin.LowRankMatrix.from_dense(W, rank=1)
     >>> bool(np.allclose(L.to_dense(), W))
     True
+    >>> hsslin.LowRankMatrix(np.ones((2, 1), int), np.ones((3, 1), int)) @ [0.5, 0.5, 0.5]
+    array([1.5, 1.5])
     """
 
-    def __init__(self, U: np.ndarray, V: np.ndarray):
-        U = np.ascontiguousarray(U)
-        V = np.ascontiguousarray(V)
-        if U.ndim != 2 or V.ndim != 2 or U.shape[1] != V.shape[1] or U.dtype != V.dtype:
-            raise ValueError(
-                f"U and V must be 2-D of one dtype with equal column counts, got "
-                f"{U.shape} {U.dtype} and {V.shape} {V.dtype}"
-            )
-        self.U, self.V = U, V
+    def __init__(self, U, V):
+        U, V = as_float_matrix(U, "U"), as_float_matrix(V, "V")
+        if U.shape[1] != V.shape[1]:
+            raise ValueError(f"U and V must have equal column counts (the rank), got {U.shape} and {V.shape}")
+        dtype = np.result_type(U, V)
+        self._U, self._V = U.astype(dtype, copy=False), V.astype(dtype, copy=False)
+
+    def __setstate__(self, state):
+        # Pickles made before the file format pickled this class held its __dict__, {U, V}.
+        self.__init__(state["U"], state["V"])
+
+    @property
+    def U(self) -> np.ndarray:
+        """The (m, r) factor: the object's own storage (changing it in place is not supported)."""
+        return self._U
+
+    @property
+    def V(self) -> np.ndarray:
+        """The (n, r) factor (see :attr:`U`)."""
+        return self._V
 
     @classmethod
     def from_dense(cls, W, rank: int, input_gram=None) -> LowRankMatrix:
@@ -142,27 +163,32 @@ class LowRankMatrix(LinearOperatorMixin):
             return self.V @ (self.U.T @ x)
         return self.U @ (self.V.T @ x)
 
+    def _as_float64(self):
+        return LowRankMatrix(self.U.astype(np.float64), self.V.astype(np.float64))
+
     def _dense(self, transpose):
         D = self.U @ self.V.T
         return np.ascontiguousarray(D.T if transpose else D)
 
-    def to_bytes(self) -> bytes:
-        return write_container(5, self.dtype, {"U": self.U, "V": self.V})
+    def _container_parts(self):
+        return {"U": self.U, "V": self.V}, {}, {}
 
     @classmethod
-    def _from_container(cls, arrays, blobs):
+    def _from_container(cls, arrays, parts, meta):
         return cls(arrays["U"], arrays["V"])
 
-    def save(self, path) -> None:
-        with open(path, "wb") as f:
-            f.write(self.to_bytes())
 
-
-class SparsePlusLowRank(LinearOperatorMixin):
+class SparsePlusLowRank(LinearOperatorMixin, Persistent):
     """``W ~= S + U V^T``: the classical sparse-plus-low-rank split.
 
     Built by alternating projections in the style of OATS: L = best rank-r
     approximation of W - S, S = largest-magnitude entries of W - L.
+
+    Parameters
+    ----------
+    S : CSRMatrix
+    L : LowRankMatrix
+        Of S's shape and dtype.
 
     Examples
     --------
@@ -176,16 +202,48 @@ class SparsePlusLowRank(LinearOperatorMixin):
     """
 
     def __init__(self, S, L: LowRankMatrix):
-        if S.shape != L.shape:
-            raise ValueError(f"S has shape {S.shape} but L has shape {L.shape}")
-        self.S, self.L = S, L
+        if not isinstance(S, CSRMatrix) or not isinstance(L, LowRankMatrix):
+            raise TypeError(
+                f"S must be a CSRMatrix and L a LowRankMatrix, got {type(S).__name__} and {type(L).__name__}"
+            )
+        if S.shape != L.shape or S.dtype != L.dtype:
+            raise ValueError(f"S is {S.shape} {S.dtype} but L is {L.shape} {L.dtype}")
+        self._S, self._L = S, L
+
+    @property
+    def S(self) -> CSRMatrix:
+        """The sparse part."""
+        return self._S
+
+    @property
+    def L(self) -> LowRankMatrix:
+        """The low-rank part."""
+        return self._L
 
     @classmethod
     def from_dense(
         cls, W, sparsity: float, rank: int, iterations: int = 1, per_row: bool = False
     ) -> SparsePlusLowRank:
-        from ._sparse import CSRMatrix
+        """Alternating projections: `iterations` rounds of top-magnitude S and rank-`rank` SVD of W - S.
 
+        Parameters
+        ----------
+        W : array_like (m, n)
+        sparsity : float in [0, 1)
+            Share of entries kept in S (``ceil(sparsity * m * n)``).
+        rank : int >= 1 (at most min(m, n) is used)
+        iterations : int >= 1
+        per_row : bool
+            Select S's entries within each row.
+
+        Examples
+        --------
+        >>> import numpy as np, hsslin
+        >>> W = np.diag([10.0, 1, 1, 1]) + 1.0
+        >>> A = hsslin.SparsePlusLowRank.from_dense(W, sparsity=0.25, rank=1, iterations=3)
+        >>> A.S.nnz, A.L.rank
+        (4, 1)
+        """
         W = as_float_matrix(W, "W")
         rank = min(check_int(rank, "rank", 1), min(W.shape))
         iterations = check_int(iterations, "iterations", 1)
@@ -198,42 +256,37 @@ class SparsePlusLowRank(LinearOperatorMixin):
 
     @property
     def shape(self):
-        return self.S.shape
+        """(rows, columns)."""
+        return self._S.shape
 
     @property
     def dtype(self):
-        return self.L.dtype
+        """float32 or float64 (both parts')."""
+        return self._L.dtype
 
     @property
     def nbytes(self) -> int:
-        return int(self.S.nbytes + self.L.nbytes)
+        """Both parts' bytes."""
+        return int(self._S.nbytes + self._L.nbytes)
 
     def _apply(self, x, transpose):
-        return self.S._apply(x, transpose) + self.L._apply(x, transpose)
+        return self._S._apply(x, transpose) + self._L._apply(x, transpose)
+
+    def _as_float64(self):
+        return SparsePlusLowRank(self._S._widened(), self._L._as_float64())
 
     def _dense(self, transpose):
-        return self.S._dense(transpose) + self.L._dense(transpose)
+        return self._S._dense(transpose) + self._L._dense(transpose)
 
-    def to_bytes(self) -> bytes:
-        return write_container(6, self.dtype, {}, {"S": self.S.to_bytes(), "L": self.L.to_bytes()})
+    def _container_parts(self):
+        return {}, {"S": self._S, "L": self._L}, {}
 
     @classmethod
-    def _from_container(cls, arrays, blobs):
-        from ._hierarchical import _from_bytes
-
-        return cls(_from_bytes(blobs["S"]), _from_bytes(blobs["L"]))
-
-    def save(self, path) -> None:
-        with open(path, "wb") as f:
-            f.write(self.to_bytes())
+    def _from_container(cls, arrays, parts, meta):
+        return cls(parts["S"], parts["L"])
 
 
-def _register():
-    from . import _registry
-
-    for kind, cls in ((5, LowRankMatrix), (6, SparsePlusLowRank)):
-        _registry.register_container(kind, cls)
-
-
-_register()
-read_container = read_container  # re-exported for _hierarchical's loader
+register_container(Kind.LOW_RANK, LowRankMatrix, arrays=("U", "V"))
+register_container(
+    Kind.SPARSE_PLUS_LOW_RANK, SparsePlusLowRank, parts={"S": (CSRMatrix,), "L": (LowRankMatrix,)}
+)

@@ -9,38 +9,21 @@ kept as int64 and converted on the way out (``rows + 1`` entries only).
 from __future__ import annotations
 
 import math
-import os
-import struct
+import warnings
 
 import numpy as np
 import scipy.sparse as sp
 
+from ._io import Kind, Persistent, register_core
 from ._loader import core as _core
-from ._operator import LinearOperatorMixin
+from ._operator import LinearOperatorMixin, TransposedOperator
+from ._validation import check_sparsity, float_dtype_of, for_core, require_finite
 
 __all__ = ["CSRMatrix", "bandwidth", "reverse_cuthill_mckee"]
 
-_CORE_TYPES = (_core.CSRMatrix32, _core.CSRMatrix64)
+_IMPLS = {np.dtype(np.float32): _core.CSRMatrix32, np.dtype(np.float64): _core.CSRMatrix64}
+_DTYPE_OF = {impl: dtype for dtype, impl in _IMPLS.items()}
 _INT32_MAX = np.iinfo(np.int32).max
-
-
-def _value_dtype(dtype, name):
-    """The value dtype a matrix of `dtype` is stored in (float32 or float64)."""
-    dtype = np.dtype(dtype)
-    if dtype.kind == "c":
-        raise TypeError(f"{name} has complex dtype {dtype}; only real values are supported")
-    if dtype in (np.float32, np.float64):
-        return dtype
-    if dtype.kind in "iub":
-        return np.dtype(np.float64)
-    if dtype == np.float16:
-        return np.dtype(np.float32)
-    raise TypeError(f"{name} has dtype {dtype}; expected a real floating or integer dtype")
-
-
-def _require_finite(a, name):
-    if a.size and not np.isfinite(a).all():
-        raise ValueError(f"{name} contains non-finite values (NaN or inf)")
 
 
 def _as_indices(indices, cols, name="indices"):
@@ -56,7 +39,7 @@ def _as_indices(indices, cols, name="indices"):
             bad = int(indices.min()) if indices.min() < 0 else int(indices.max())
             raise ValueError(f"{name} holds {bad}, out of range [0, {cols})")
         indices = indices.astype(np.int32)
-    return np.ascontiguousarray(indices)
+    return for_core(indices)
 
 
 def _as_indptr(indptr, rows):
@@ -69,7 +52,7 @@ def _as_indptr(indptr, rows):
         raise ValueError(f"indptr has {indptr.shape[0]} entries, expected shape[0] + 1 = {rows + 1}")
     if indptr.dtype not in (np.int32, np.int64):
         indptr = indptr.astype(np.int64)
-    return np.ascontiguousarray(indptr)
+    return for_core(indptr)
 
 
 def _as_shape(shape):
@@ -84,30 +67,7 @@ def _as_shape(shape):
     return m, n
 
 
-def _operand(x, dtype, rows, name="x"):
-    """x as an array of `dtype` with `rows` rows, 1-D or 2-D (C or Fortran order)."""
-    x = np.asarray(x)
-    if x.dtype.kind == "c":
-        raise TypeError(f"{name} has complex dtype {x.dtype}; only real values are supported")
-    if x.dtype.kind not in "iubf":
-        raise TypeError(f"{name} has dtype {x.dtype}; expected a real numeric dtype")
-    if x.dtype == np.float64 and dtype == np.float32:
-        raise TypeError(
-            f"{name} has dtype float64 but the matrix is float32; convert {name} with "
-            f"{name}.astype(np.float32) or the matrix with .astype(np.float64)"
-        )
-    if x.ndim not in (1, 2) or x.shape[0] != rows:
-        expected = f"({rows},) or ({rows}, k)"
-        raise ValueError(f"{name} has shape {x.shape}, expected {expected}")
-    if x.dtype != dtype:
-        x = x.astype(dtype)
-    if not (x.flags.c_contiguous or x.flags.f_contiguous):
-        x = np.ascontiguousarray(x)
-    _require_finite(x, name)
-    return x
-
-
-class CSRMatrix(LinearOperatorMixin):
+class CSRMatrix(LinearOperatorMixin, Persistent):
     """Real sparse matrix in compressed sparse row form (float32 or float64).
 
     Storage is values, int32 column indices and int64 row pointers; products
@@ -145,11 +105,9 @@ class CSRMatrix(LinearOperatorMixin):
            [0., 3., 0.]])
     """
 
-    __array_priority__ = 20.0
-
     def __init__(self, arg1, shape=None, *, copy=False):
-        if isinstance(arg1, _CORE_TYPES):
-            self._S = arg1
+        if type(arg1) in _DTYPE_OF:
+            self._impl = arg1
             return
         if not (isinstance(arg1, tuple) and len(arg1) == 3):
             raise TypeError(
@@ -161,20 +119,22 @@ class CSRMatrix(LinearOperatorMixin):
         m, n = _as_shape(shape)
         data, indices, indptr = arg1
         data = np.asarray(data)
+        dtype = float_dtype_of(data.dtype, "data")
         if data.ndim != 1:
             raise ValueError(f"data must be 1-D, got shape {data.shape}")
-        dtype = _value_dtype(data.dtype, "data")
-        data = np.array(data, dtype=dtype, copy=True) if copy else data.astype(dtype, copy=False)
-        data = np.ascontiguousarray(data)
-        _require_finite(data, "data")
+        data = np.array(data, dtype=dtype, copy=True) if copy else for_core(data, dtype)
+        require_finite(data, "data")
         indices = _as_indices(indices, n)
         if copy:
             indices = indices.copy()
         indptr = _as_indptr(indptr, m)
         if data.shape[0] != indices.shape[0]:
             raise ValueError(f"data has shape {data.shape} but indices has shape {indices.shape}")
-        core_type = _core.CSRMatrix32 if dtype == np.float32 else _core.CSRMatrix64
-        self._S = core_type(data, indices, indptr, (m, n))
+        self._impl = _IMPLS[dtype](data, indices, indptr, (m, n))
+
+    @classmethod
+    def _from_impl(cls, impl):
+        return cls(impl)
 
     # -- construction -----------------------------------------------------
 
@@ -212,7 +172,7 @@ class CSRMatrix(LinearOperatorMixin):
             raise TypeError(f"S must be a scipy.sparse array or matrix, got {type(S).__name__}")
         if S.ndim != 2:
             raise ValueError(f"S must be 2-D, got shape {S.shape}")
-        _value_dtype(S.dtype, "S")
+        float_dtype_of(S.dtype, "S")
         if S.format != "csr":
             S = S.tocsr()
         return cls((S.data, S.indices, S.indptr), shape=S.shape)
@@ -255,111 +215,50 @@ class CSRMatrix(LinearOperatorMixin):
                [ 0.,  4.,  0.]])
         """
         W = np.asarray(W)
+        dtype = float_dtype_of(W.dtype, "W")
         if W.ndim != 2:
             raise ValueError(f"W must be 2-D, got shape {W.shape}")
-        dtype = _value_dtype(W.dtype, "W")
-        W = np.ascontiguousarray(W, dtype=dtype)
-        _require_finite(W, "W")
-        rho = float(sparsity)
-        if not 0.0 <= rho < 1.0:
-            raise ValueError(f"sparsity must lie in [0, 1), got {sparsity!r}")
+        W = for_core(W, dtype)
+        require_finite(W, "W")
+        rho = check_sparsity(sparsity)
         return cls(_core.top_magnitude(W, rho, bool(per_row)))
-
-    @classmethod
-    def load(cls, path):
-        """Read a matrix written by :meth:`save`.
-
-        Examples
-        --------
-        >>> import os, tempfile
-        >>> from hsslin._sparse import CSRMatrix
-        >>> S = CSRMatrix(([1.0], [1], [0, 1, 1]), shape=(2, 2))
-        >>> path = os.path.join(tempfile.mkdtemp(), "S.hsslin")
-        >>> S.save(path)
-        >>> CSRMatrix.load(path).to_dense()
-        array([[0., 1.],
-               [0., 0.]])
-        """
-        with open(os.fspath(path), "rb") as f:
-            blob = f.read()
-        # Header: 8-byte magic, u32 version, u32 kind, u32 scalar size (checked again in C++).
-        scalar = struct.unpack_from("<I", blob, 16)[0] if len(blob) >= 20 else 8
-        core_type = _core.CSRMatrix32 if scalar == 4 else _core.CSRMatrix64
-        return cls(core_type.deserialize(blob))
-
-    def save(self, path):
-        """Write the matrix to `path` (versioned, checksummed binary).
-
-        Examples
-        --------
-        >>> import os, tempfile
-        >>> from hsslin._sparse import CSRMatrix
-        >>> S = CSRMatrix.from_dense([[0.0, 2.0], [3.0, 0.0]], sparsity=0.5)
-        >>> path = os.path.join(tempfile.mkdtemp(), "S.hsslin")
-        >>> S.save(path)
-        >>> CSRMatrix.load(path).nnz
-        2
-        """
-        with open(os.fspath(path), "wb") as f:
-            f.write(self._S.serialize())
 
     # -- attributes -------------------------------------------------------
 
     @property
     def shape(self):
         """``(m, n)``."""
-        return (self._S.rows, self._S.cols)
-
-    @property
-    def ndim(self):
-        """Always 2."""
-        return 2
+        return (self._impl.rows, self._impl.cols)
 
     @property
     def dtype(self):
         """Value dtype, float32 or float64."""
-        return np.dtype(np.float32 if isinstance(self._S, _core.CSRMatrix32) else np.float64)
+        return _DTYPE_OF[type(self._impl)]
 
     @property
     def nnz(self):
         """Number of stored entries (duplicates counted)."""
-        return self._S.nnz
+        return self._impl.nnz
 
     @property
     def data(self):
         """Stored values (read-only view, no copy)."""
-        return self._S.data
+        return self._impl.data
 
     @property
     def indices(self):
         """int32 column indices (read-only view, no copy)."""
-        return self._S.indices
+        return self._impl.indices
 
     @property
     def indptr(self):
         """int64 row pointers (read-only view, no copy)."""
-        return self._S.indptr
+        return self._impl.indptr
 
     @property
     def nbytes(self):
         """Bytes stored: values + indices + row pointers + a 24-byte header."""
-        return self._S.nbytes
-
-    @property
-    def T(self):
-        """Transposed view (no copy); products use the transposed kernels.
-
-        Examples
-        --------
-        >>> import numpy as np
-        >>> from hsslin._sparse import CSRMatrix
-        >>> S = CSRMatrix(([1.0, 2.0], [0, 2], [0, 2]), shape=(1, 3))
-        >>> S.T.shape
-        (3, 1)
-        >>> S.T @ np.array([2.0])
-        array([2., 0., 4.])
-        """
-        return _TransposedCSR(self)
+        return self._impl.nbytes
 
     def __repr__(self):
         m, n = self.shape
@@ -370,98 +269,16 @@ class CSRMatrix(LinearOperatorMixin):
         """The :attr:`nbytes` of a CSR matrix with `rows` rows and `nnz` entries."""
         return nnz * (itemsize + 4) + (rows + 1) * 8 + 24
 
-    def to_bytes(self) -> bytes:
-        """The versioned, checksummed binary form that :meth:`save` writes."""
-        return self._S.serialize()
-
     def _dense(self, transpose):
-        D = self.to_dense()
-        return np.ascontiguousarray(D.T) if transpose else D
+        return self._impl.to_dense(transpose)
 
-    # -- products ---------------------------------------------------------
+    def _apply(self, x, transpose):
+        return self._impl.apply(x, transpose)
 
-    def _apply(self, x, transpose, name="x"):
-        rows = self.shape[0] if transpose else self.shape[1]
-        return self._S.apply(_operand(x, self.dtype, rows, name), transpose)
-
-    def matvec(self, x):
-        """``S @ x`` for x of shape (n,) or (n, 1).
-
-        Examples
-        --------
-        >>> import numpy as np
-        >>> from hsslin._sparse import CSRMatrix
-        >>> S = CSRMatrix(([1.0, 2.0], [0, 1], [0, 1, 2]), shape=(2, 2))
-        >>> S.matvec(np.array([3.0, 4.0]))
-        array([3., 8.])
-        """
-        x = np.asarray(x)
-        if x.ndim == 2 and x.shape[1] != 1:
-            raise ValueError(
-                f"x has shape {x.shape}, expected ({self.shape[1]},) or "
-                f"({self.shape[1]}, 1); use matmat for several columns"
-            )
-        return self._apply(x, False)
-
-    def rmatvec(self, x):
-        """``S.T @ x`` for x of shape (m,) or (m, 1).
-
-        Examples
-        --------
-        >>> import numpy as np
-        >>> from hsslin._sparse import CSRMatrix
-        >>> S = CSRMatrix(([1.0, 2.0], [1, 1], [0, 1, 2]), shape=(2, 2))
-        >>> S.rmatvec(np.array([3.0, 4.0]))
-        array([ 0., 11.])
-        """
-        x = np.asarray(x)
-        if x.ndim == 2 and x.shape[1] != 1:
-            raise ValueError(f"x has shape {x.shape}, expected ({self.shape[0]},) or ({self.shape[0]}, 1)")
-        return self._apply(x, True)
-
-    def matmat(self, X):
-        """``S @ X`` for X of shape (n, k), C or Fortran order (result in the same order).
-
-        Examples
-        --------
-        >>> import numpy as np
-        >>> from hsslin._sparse import CSRMatrix
-        >>> S = CSRMatrix(([1.0, 2.0], [0, 1], [0, 1, 2]), shape=(2, 2))
-        >>> S.matmat(np.eye(2))
-        array([[1., 0.],
-               [0., 2.]])
-        """
-        X = np.asarray(X)
-        if X.ndim != 2:
-            raise ValueError(f"X has shape {X.shape}, expected ({self.shape[1]}, k)")
-        return self._apply(X, False, "X")
-
-    def __matmul__(self, x):
-        if isinstance(x, (CSRMatrix, _TransposedCSR)) or sp.issparse(x):
-            return NotImplemented
-        return self._apply(x, False)
-
-    def __rmatmul__(self, x):
-        # x @ S = (S.T @ x.T).T
-        x = np.asarray(x)
-        if x.ndim == 1:
-            return self._apply(x, True)
-        return self._apply(x.T, True).T
+    def _as_float64(self):
+        return self.astype(np.float64)
 
     # -- conversion -------------------------------------------------------
-
-    def to_dense(self):
-        """Dense copy as a C-ordered ndarray (duplicates summed).
-
-        Examples
-        --------
-        >>> from hsslin._sparse import CSRMatrix
-        >>> CSRMatrix(([1.0, 1.0], [0, 0], [0, 2]), shape=(1, 1)).to_dense()
-        array([[2.]])
-        """
-        return self._S.to_dense(False)
-
-    toarray = to_dense
 
     def to_scipy(self):
         """A ``scipy.sparse.csr_array`` sharing values and indices (no copy).
@@ -506,95 +323,19 @@ class CSRMatrix(LinearOperatorMixin):
         return CSRMatrix((self.data.astype(dtype), self.indices, self.indptr), shape=self.shape)
 
     def as_linear_operator(self):
-        """A ``scipy.sparse.linalg.LinearOperator`` applying this matrix.
-
-        Examples
-        --------
-        >>> import numpy as np
-        >>> from hsslin._sparse import CSRMatrix
-        >>> S = CSRMatrix(([2.0, 4.0], [0, 1], [0, 1, 2]), shape=(2, 2))
-        >>> op = S.as_linear_operator()
-        >>> op.matvec(np.ones(2)), op.rmatvec(np.ones(2))
-        (array([2., 4.]), array([2., 4.]))
-        """
-        from scipy.sparse.linalg import LinearOperator
-
-        return LinearOperator(
-            self.shape,
-            matvec=lambda x: self._apply(x, False),
-            rmatvec=lambda x: self._apply(x, True),
-            matmat=lambda X: self._apply(X, False, "X"),
-            rmatmat=lambda X: self._apply(X, True, "X"),
-            dtype=self.dtype,
+        """Deprecated name of :meth:`aslinearoperator` (the name every hsslin class has)."""
+        warnings.warn(
+            "CSRMatrix.as_linear_operator is deprecated; use aslinearoperator",
+            DeprecationWarning,
+            stacklevel=2,
         )
-
-
-class _TransposedCSR:
-    """Transposed view of a :class:`CSRMatrix` (returned by ``CSRMatrix.T``)."""
-
-    __array_priority__ = 20.0
-
-    def __init__(self, A):
-        self._A = A
-
-    @property
-    def shape(self):
-        m, n = self._A.shape
-        return (n, m)
-
-    @property
-    def dtype(self):
-        return self._A.dtype
-
-    @property
-    def nnz(self):
-        return self._A.nnz
-
-    @property
-    def ndim(self):
-        return 2
-
-    @property
-    def nbytes(self):
-        return self._A.nbytes
-
-    @property
-    def T(self):
-        return self._A
-
-    def matvec(self, x):
-        return self._A.rmatvec(x)
-
-    def rmatvec(self, x):
-        return self._A.matvec(x)
-
-    def matmat(self, X):
-        X = np.asarray(X)
-        if X.ndim != 2:
-            raise ValueError(f"X has shape {X.shape}, expected ({self.shape[1]}, k)")
-        return self._A._apply(X, True, "X")
-
-    def __matmul__(self, x):
-        if isinstance(x, (CSRMatrix, _TransposedCSR)) or sp.issparse(x):
-            return NotImplemented
-        return self._A._apply(x, True)
-
-    def to_dense(self):
-        return self._A._S.to_dense(True)
-
-    toarray = to_dense
-
-    def to_scipy(self):
-        return self._A.to_scipy().T
-
-    def __repr__(self):
-        return f"<transposed view of {self._A!r}>"
+        return self.aslinearoperator()
 
 
 def _pattern_arrays(pattern, name="pattern"):
     """(indptr int64, indices int32, shape) of a sparse or dense pattern."""
-    if isinstance(pattern, _TransposedCSR):
-        pattern = pattern.to_scipy().tocsr()
+    if isinstance(pattern, TransposedOperator) and isinstance(pattern.T, CSRMatrix):
+        pattern = pattern.T.to_scipy().T.tocsr()
     if isinstance(pattern, CSRMatrix):
         return pattern.indptr, pattern.indices, pattern.shape
     if sp.issparse(pattern):
@@ -612,8 +353,7 @@ def _pattern_arrays(pattern, name="pattern"):
     if m + n > _INT32_MAX:
         raise ValueError(f"{name} has shape {S.shape}; at most 2**31 - 1 rows + columns")
     indices = _as_indices(S.indices, n, f"{name}.indices")
-    indptr = np.ascontiguousarray(S.indptr, dtype=np.int64)
-    return indptr, indices, (m, n)
+    return for_core(S.indptr, np.int64), indices, (m, n)
 
 
 def reverse_cuthill_mckee(pattern, symmetric_mode=False):
@@ -668,7 +408,7 @@ def _as_perm(perm, n, name):
         raise ValueError(f"{name} must be a 1-D integer array, got {perm.dtype} {perm.shape}")
     if perm.shape[0] != n:
         raise ValueError(f"{name} has shape {perm.shape}, expected ({n},)")
-    return np.ascontiguousarray(perm, dtype=np.int64)
+    return for_core(perm, np.int64)
 
 
 def bandwidth(pattern, perm=None):
@@ -716,12 +456,4 @@ def _expected_top_count(rho, total):
     return min(math.ceil(p), total)
 
 
-def _register():
-    from . import _registry
-
-    _registry.register(
-        3, CSRMatrix, {np.dtype(np.float32): _core.CSRMatrix32, np.dtype(np.float64): _core.CSRMatrix64}
-    )
-
-
-_register()
+register_core(Kind.CSR, CSRMatrix, _IMPLS)

@@ -9,42 +9,55 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._container import write_container
+from ._hierarchical import HODLRMatrix, HSSMatrix
+from ._io import Kind, Persistent, register_container
 from ._loader import core as _core
 from ._operator import LinearOperatorMixin
-from ._validation import as_float_matrix, check_int
+from ._sparse import CSRMatrix, reverse_cuthill_mckee
+from ._validation import as_float_matrix, check_int, check_rank_decay, check_sparsity, check_tol
 
 _fused_apply = _core.sparse_plus_apply
+_FUSED = (HODLRMatrix, HSSMatrix)  # the H types the fused C++ product takes
+PERMUTATION_DTYPE = np.dtype(np.int32)  # how row_perm and col_perm are stored (and counted in nbytes)
 
 _PERMUTATIONS = (None, "rcm")
 _PATTERNS = ("residual", "sparse")
 _HIERARCHIES = ("hodlr", "hss")
 
 
-def _check_sparsity(sparsity) -> float:
-    if isinstance(sparsity, bool) or not isinstance(sparsity, (int, float, np.floating)):
-        raise TypeError(f"sparsity must be a number in [0, 1), got {type(sparsity).__name__}")
-    sparsity = float(sparsity)
-    if not (0.0 <= sparsity < 1.0):
-        raise ValueError(f"sparsity must be in [0, 1), got {sparsity}")
-    return sparsity
+def _as_permutation(perm, size: int, name: str):
+    """`perm` as a read-only int32 array holding each of 0..size-1 once, or None."""
+    if perm is None:
+        return None
+    p = np.asarray(perm)
+    if p.dtype.kind not in "iu" or p.shape != (size,):
+        raise ValueError(
+            f"{name} must be a permutation of range({size}), got {p.dtype} array of shape {p.shape}"
+        )
+    if size and (p.min() < 0 or p.max() >= size):
+        raise ValueError(
+            f"{name} must be a permutation of range({size}); it holds {int(p.min())}..{int(p.max())}"
+        )
+    if np.bincount(p.astype(np.int64), minlength=size).max(initial=1) != 1:
+        raise ValueError(f"{name} must be a permutation of range({size}); it repeats an index")
+    p = np.array(p, dtype=PERMUTATION_DTYPE)  # a copy of our own: the caller's array may change later
+    p.flags.writeable = False
+    return p
 
 
 def rcm_orders(pattern_source: np.ndarray, density: float):
     """RCM row and column orders of the pattern of the heaviest `density` share of entries."""
-    from ._sparse import CSRMatrix, reverse_cuthill_mckee
-
     m, n = pattern_source.shape
     density = min(max(density, 4.0 / (m * n)), 0.5)
     P = CSRMatrix.from_dense(pattern_source, sparsity=density)
     order = reverse_cuthill_mckee(P.to_scipy())
     if m == n and not isinstance(order, tuple):
-        return np.asarray(order, dtype=np.int32), np.asarray(order, dtype=np.int32)
+        return np.asarray(order, dtype=PERMUTATION_DTYPE), np.asarray(order, dtype=PERMUTATION_DTYPE)
     rows, cols = order
-    return np.asarray(rows, dtype=np.int32), np.asarray(cols, dtype=np.int32)
+    return np.asarray(rows, dtype=PERMUTATION_DTYPE), np.asarray(cols, dtype=PERMUTATION_DTYPE)
 
 
-class SparsePlusHSS(LinearOperatorMixin):
+class SparsePlusHSS(LinearOperatorMixin, Persistent):
     """``W ~= S + P_r^T H P_c``: sparse, permutations, hierarchical residual.
 
     Products compute ``y = S x`` and ``y[row_perm] += H (x[col_perm])``.
@@ -64,18 +77,42 @@ class SparsePlusHSS(LinearOperatorMixin):
     """
 
     def __init__(self, S, H, row_perm=None, col_perm=None, meta: dict | None = None):
-        if S.shape != H.shape:
-            raise ValueError(f"S has shape {S.shape} but H has shape {H.shape}")
+        if not isinstance(S, CSRMatrix) or not isinstance(H, LinearOperatorMixin):
+            raise TypeError(
+                f"S must be a CSRMatrix and H an hsslin operator, got {type(S).__name__} "
+                f"and {type(H).__name__}"
+            )
+        if S.shape != H.shape or S.dtype != H.dtype:
+            raise ValueError(f"S is {S.shape} {S.dtype} but H is {H.shape} {H.dtype}")
         m, n = S.shape
-        for name, perm, size in (("row_perm", row_perm, m), ("col_perm", col_perm, n)):
-            if perm is not None:
-                p = np.asarray(perm)
-                if p.shape != (size,) or not np.array_equal(np.sort(p), np.arange(size)):
-                    raise ValueError(f"{name} must be a permutation of range({size})")
-        self.S, self.H = S, H
-        self.row_perm = None if row_perm is None else np.ascontiguousarray(row_perm, np.int32)
-        self.col_perm = None if col_perm is None else np.ascontiguousarray(col_perm, np.int32)
+        self._S, self._H = S, H
+        self._row_perm = _as_permutation(row_perm, m, "row_perm")
+        self._col_perm = _as_permutation(col_perm, n, "col_perm")
         self.meta = dict(meta or {})
+
+    @property
+    def S(self) -> CSRMatrix:
+        """The sparse part (the largest-magnitude weights)."""
+        return self._S
+
+    @property
+    def H(self):
+        """The part that approximates the permuted residual (:class:`HODLRMatrix` or :class:`HSSMatrix`
+        when built by :meth:`from_dense`; any hsslin operator of S's shape and dtype otherwise)."""
+        return self._H
+
+    @property
+    def row_perm(self) -> np.ndarray | None:
+        """Read-only int32 row order (None: the identity).
+
+        ``A[row_perm][:, col_perm] == S[row_perm][:, col_perm] + H`` for the represented A.
+        """
+        return self._row_perm
+
+    @property
+    def col_perm(self) -> np.ndarray | None:
+        """Read-only int32 column order (see :attr:`row_perm`); None: identity."""
+        return self._col_perm
 
     @classmethod
     def from_dense(
@@ -115,11 +152,11 @@ class SparsePlusHSS(LinearOperatorMixin):
             pattern gave lower error at equal bytes in our measurements
             (docs/bench_weights.md).
         """
-        from ._hierarchical import HODLRMatrix, HSSMatrix
-        from ._sparse import CSRMatrix
-
         W = as_float_matrix(W, "W")
-        sparsity = _check_sparsity(sparsity)
+        sparsity = check_sparsity(sparsity)
+        rank_decay = check_rank_decay(rank_decay)
+        if tol is not None:
+            tol = check_tol(tol)
         if permutation not in _PERMUTATIONS:
             raise ValueError(f"permutation must be 'rcm' or None, got {permutation!r}")
         if hierarchy not in _HIERARCHIES:
@@ -163,84 +200,71 @@ class SparsePlusHSS(LinearOperatorMixin):
             "permutation": permutation,
             "hierarchy": hierarchy,
             "rcm_pattern": rcm_pattern,
-            "leaf_size": leaf_size,
+            "leaf_size": H.leaf_size,
         }
         return cls(S, H, row_perm, col_perm, meta)
 
     @property
     def shape(self):
-        return self.S.shape
+        """(rows, columns)."""
+        return self._S.shape
 
     @property
     def dtype(self):
-        return self.H.dtype
+        """float32 or float64 (both parts')."""
+        return self._H.dtype
 
     @property
     def nbytes(self) -> int:
-        perms = sum(p.nbytes for p in (self.row_perm, self.col_perm) if p is not None)
-        return int(self.S.nbytes + self.H.nbytes + perms)
+        """S's values, indices and row pointers, both permutations and every byte of H."""
+        perms = sum(p.nbytes for p in (self._row_perm, self._col_perm) if p is not None)
+        return int(self._S.nbytes + self._H.nbytes + perms)
 
     def _apply(self, x, transpose):
         # A = S + Pr^T H Pc:  A x = S x + scatter_r(H gather_c(x));
-        # A^T x = S^T x + scatter_c(H^T gather_r(x)). One C++ call does all four
-        # steps (GIL released once, no Python temporaries).
-        # The parts it takes are looked up on each call (S, H and the orders are
-        # plain attributes a caller may replace); only the Python work of
-        # finding them is kept short, as it is paid again on cold caches.
-        S, H = self.S, self.H
-        S_impl = getattr(S, "_S", None)
-        H_impl = getattr(H, "_impl", None)
-        if S_impl is not None and H_impl is not None and S.dtype == H.dtype:
-            return _fused_apply(S_impl, H_impl, self.row_perm, self.col_perm, x, transpose)
-        gather = self.row_perm if transpose else self.col_perm
-        scatter = self.col_perm if transpose else self.row_perm
-        y = self.S._apply(x, transpose)
-        xp = x if gather is None else np.ascontiguousarray(x[gather])
-        z = self.H._apply(xp, transpose)
+        # A^T x = S^T x + scatter_c(H^T gather_r(x)). With a hierarchical H one C++
+        # call does all four steps (GIL released once, no Python temporaries).
+        if isinstance(self._H, _FUSED):
+            return _fused_apply(self._S._impl, self._H._impl, self._row_perm, self._col_perm, x, transpose)
+        gather = self._row_perm if transpose else self._col_perm
+        scatter = self._col_perm if transpose else self._row_perm
+        y = self._S._apply(x, transpose)
+        z = self._H._apply(x if gather is None else np.ascontiguousarray(x[gather]), transpose)
         if scatter is None:
             y += z
         else:
             y[scatter] += z
         return y
 
+    def _as_float64(self):
+        return SparsePlusHSS(
+            self._S._widened(), self._H._widened(), self._row_perm, self._col_perm, self.meta
+        )
+
     def _dense(self, transpose):
-        D = self.S.to_dense()
-        Hd = self.H.to_dense()
-        if self.row_perm is None:
-            D += Hd
-        else:
-            D[np.ix_(self.row_perm, self.col_perm)] += Hd
+        D = self._S.to_dense()
+        m, n = D.shape
+        rows = np.arange(m) if self._row_perm is None else self._row_perm
+        cols = np.arange(n) if self._col_perm is None else self._col_perm
+        D[np.ix_(rows, cols)] += self._H.to_dense()
         return np.ascontiguousarray(D.T) if transpose else D
 
-    def to_bytes(self) -> bytes:
-        arrays = {}
-        if self.row_perm is not None:
-            arrays = {"row_perm": self.row_perm, "col_perm": self.col_perm}
-        return write_container(
-            7, self.dtype, arrays, {"S": self.S.to_bytes(), "H": self.H.to_bytes()}, self.meta
-        )
+    def _container_parts(self):
+        arrays = {
+            name: p
+            for name, p in (("row_perm", self._row_perm), ("col_perm", self._col_perm))
+            if p is not None
+        }
+        return arrays, {"S": self._S, "H": self._H}, self.meta
 
     @classmethod
-    def _from_container(cls, arrays, blobs, meta=None):
-        from ._hierarchical import _from_bytes
-
-        return cls(
-            _from_bytes(blobs["S"]),
-            _from_bytes(blobs["H"]),
-            arrays.get("row_perm"),
-            arrays.get("col_perm"),
-            meta,
-        )
-
-    def save(self, path) -> None:
-        with open(path, "wb") as f:
-            f.write(self.to_bytes())
+    def _from_container(cls, arrays, parts, meta):
+        return cls(parts["S"], parts["H"], arrays.get("row_perm"), arrays.get("col_perm"), meta)
 
 
-def _register():
-    from . import _registry
-
-    _registry.register_container(7, SparsePlusHSS)
-
-
-_register()
+register_container(
+    Kind.SPARSE_PLUS_HSS,
+    SparsePlusHSS,
+    optional_arrays=("row_perm", "col_perm"),
+    parts={"S": (CSRMatrix,), "H": (LinearOperatorMixin,)},
+)

@@ -116,6 +116,13 @@ def make_matrix(family: str, m: int, n: int | None = None, dtype=np.float64, see
     return np.ascontiguousarray(_GENERATORS[family](m, n, seed=seed), dtype=dtype)
 
 
+def weight_like(m: int, n: int, dtype, seed: int) -> np.ndarray:
+    """Gaussian entries plus Student-t(2) outliers, like a weight matrix: what sparse parts are for."""
+    rng = np.random.default_rng(seed)
+    W = rng.standard_normal((m, n)) + 0.3 * rng.standard_t(2, (m, n))
+    return np.ascontiguousarray(W / np.sqrt(n), dtype=dtype)
+
+
 # -- hypothesis strategies ------------------------------------------------------
 def dims(max_size: int = 300) -> st.SearchStrategy[int]:
     """Matrix sides: biased toward small, odd and non-power-of-two sizes."""

@@ -16,19 +16,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import hsslin
-from conftest import dtypes, hodlr_error_bound, hss_error_bound, rounding_floor
+from conftest import dtypes, hodlr_error_bound, hss_error_bound, rounding_floor, weight_like
 
 SHAPES = [(33, 70), (70, 33), (128, 128), (200, 90), (90, 200), (64, 64), (17, 129)]
 FRACTIONS = (0.25, 0.5, 0.75)
 SPLIT_METHODS = ("sparse+svd", "sparse+hodlr", "sparse+hodlr+rcm", "sparse+hss+rcm")
 MINIMUM = re.compile(r"at least (\d+) bytes")
-
-
-def weight_like(m: int, n: int, dtype, seed: int) -> np.ndarray:
-    """Gaussian entries plus Student-t(2) outliers (the case sparse parts are for)."""
-    rng = np.random.default_rng(seed)
-    W = rng.standard_normal((m, n)) + 0.3 * rng.standard_t(2, (m, n))
-    return np.ascontiguousarray(W / np.sqrt(n), dtype=dtype)
 
 
 def stated_minimum(err: ValueError, budget: int) -> int:

@@ -33,7 +33,7 @@ from conftest import (
     tree_nodes,
 )
 
-# The error_estimate is the exact error summed block by block in working
+# HODLRMatrix.error is the exact error summed block by block in working
 # precision; recomputing it from to_dense() in float64 differs by rounding
 # only: |est - err| <= 1e-6 * err + rounding floor.
 ESTIMATE_RTOL = 1e-6
@@ -73,7 +73,7 @@ def expected_block_rank(r: int, rows: int, cols: int) -> int:
 def assert_estimate_exact(H, A):
     err = H.relative_error(A)
     floor = rounding_floor(A.dtype, *A.shape)
-    assert abs(H.error_estimate - err) <= ESTIMATE_RTOL * err + floor, (H.error_estimate, err)
+    assert abs(H.error - err) <= ESTIMATE_RTOL * err + floor, (H.error, err)
     return err
 
 
@@ -90,7 +90,7 @@ def test_tolerance_mode_error_is_guaranteed(A, data):
     # Deterministic: each block's residual is measured exactly (hodlr_error_bound).
     err = assert_estimate_exact(H, A)
     assert err <= hodlr_error_bound(tol, A.dtype, m, n)
-    assert H.error_estimate <= tol * (1 + ESTIMATE_RTOL)
+    assert H.error <= tol * (1 + ESTIMATE_RTOL)
 
 
 @given(matrices(), st.data())
@@ -216,13 +216,20 @@ def test_schedule_min_rank_floor_and_dense_blocks():
         dict(rank=4, rank_decay=1.5),
         dict(rank=0),
         dict(rank=4, min_rank=0),
-        dict(rank=4, rank_decay=True),
+        dict(rank=4, rank_decay=float("nan")),
         dict(tol=1e-6, leaf_size=0),
         dict(rank=3, power_iterations=-1),
     ],
 )
 def test_invalid_options(kwargs):
     with pytest.raises(ValueError):
+        hsslin.HODLRMatrix.from_dense(np.eye(10), **kwargs)
+
+
+@pytest.mark.parametrize("kwargs", [dict(rank=4, rank_decay=True), dict(rank=4, rank_decay="0.5")])
+def test_non_numeric_options(kwargs):
+    # Not a number at all: TypeError, as for every numeric option of every class.
+    with pytest.raises(TypeError, match="rank_decay"):
         hsslin.HODLRMatrix.from_dense(np.eye(10), **kwargs)
 
 
@@ -346,7 +353,7 @@ def _same_hodlr(H, G):
     assert np.array_equal(G.to_dense(), H.to_dense())
     assert G.to_bytes() == H.to_bytes()
     assert G.nbytes == H.nbytes
-    assert G.error_estimate == H.error_estimate
+    assert G.error == H.error
     assert G.rank_schedule == H.rank_schedule
     assert len(G.ranks) == len(H.ranks)
     for a, b in zip(G.ranks, H.ranks):
@@ -386,7 +393,7 @@ def test_pickle_and_copy(dtype):
 def test_single_leaf_nbytes_close_to_dense(dtype, shape):
     A = make_matrix("cauchy", *shape, dtype=dtype)
     H = hsslin.HODLRMatrix.from_dense(A, leaf_size=64)
-    assert H.levels == 0 and H.ranks == [] and H.error_estimate == 0.0
+    assert H.levels == 0 and H.ranks == [] and H.error == 0.0
     assert np.array_equal(H.to_dense(), A)
     # Dense values plus a header (shape, one tree node, options): < 512 bytes.
     assert H.dense_nbytes < H.nbytes <= H.dense_nbytes + 512

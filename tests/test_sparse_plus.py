@@ -21,14 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import hsslin
-from conftest import assert_product_close, dtypes, eps, rounding_floor
-
-
-def weight_like(m: int, n: int, dtype, seed: int) -> np.ndarray:
-    """Gaussian entries plus Student-t(2) outliers: what S is meant to catch."""
-    rng = np.random.default_rng(seed)
-    W = rng.standard_normal((m, n)) + 0.3 * rng.standard_t(2, (m, n))
-    return np.ascontiguousarray(W / np.sqrt(n), dtype=dtype)
+from conftest import assert_product_close, dtypes, eps, rounding_floor, weight_like
 
 
 @st.composite

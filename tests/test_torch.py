@@ -22,7 +22,7 @@ pytest.importorskip("safetensors")
 
 import hsslin  # noqa: E402
 import hsslin.torch as ht  # noqa: E402
-from hsslin._torch_eval import SAMPLE_SENTENCES  # noqa: E402
+from hsslin.torch import SAMPLE_SENTENCES  # noqa: E402
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 EPS32 = float(np.finfo(np.float32).eps)
@@ -331,6 +331,8 @@ def test_targets_patterns_and_errors():
     plain = torch.nn.Sequential(torch.nn.Linear(8, 8))
     with pytest.raises(ValueError, match="no attention projections"):
         ht.compress_model(plain, progress=False)
+    with pytest.raises(ValueError, match="pass tokenizer"):  # the default calibrates
+        ht.compress_model(model, progress=False)
     with pytest.raises(ValueError, match="budget must be"):
         ht.compress_model(model, budget=1.5, progress=False)
     with pytest.raises(ValueError, match="either budget or explicit rank"):
@@ -345,7 +347,7 @@ def test_targets_patterns_and_errors():
 def test_report_table_dict_and_progress(capsys):
     model = _llama()
     before = sum(p.numel() * 4 for p in model.parameters())
-    report = ht.compress_model(model, method="svd", budget=0.25, progress=False)
+    report = ht.compress_model(model, method="svd", budget=0.25, calibration=None, progress=False)
     assert capsys.readouterr().err == ""
     d = report.to_dict()
     json.dumps(d)
@@ -365,8 +367,10 @@ def test_report_table_dict_and_progress(capsys):
     assert row["bytes_before"] == 128 * 128 * 4 and 0 < row["relative_error"] < 1
     text = str(report)
     assert "model.layers.0.self_attn.q_proj" in text and "whole model" in text
-    ht.compress_model(_llama(), method="svd", budget=0.25, progress=True)
-    assert "6/6" in capsys.readouterr().err  # tqdm or the plain line, on stderr
+    ht.compress_model(_llama(), method="svd", budget=0.25, calibration=None, progress=True)
+    err = capsys.readouterr().err
+    assert "6/6" in err and "allocating ranks" in err  # tqdm or the plain line, on stderr
+    assert "weight rel. err" in text  # the weight's error, not the model's fidelity
 
 
 # -- MiniLM ---------------------------------------------------------------------------------
@@ -396,10 +400,10 @@ MINILM_BUDGET_BOUND = (0.74, 0.58)
 
 
 @needs_csr
-def test_minilm_default_budget_fidelity(minilm):
+def test_minilm_sparse_hodlr_rcm_budget_fidelity(minilm):
     _, model, tokenizer = minilm
     comp = copy.deepcopy(model)
-    report = ht.compress_model(comp, progress=False)  # sparse+hodlr+rcm at budget 0.5
+    report = ht.compress_model(comp, method="sparse+hodlr+rcm", progress=False)  # budget 0.5
     assert all(r.method == "sparse+hodlr+rcm" for r in report.layers)
     assert all(r.bytes_after <= r.bytes_before // 2 for r in report.layers)
     fid = ht.embedding_fidelity(model, comp, tokenizer, SAMPLE_SENTENCES)
@@ -445,6 +449,8 @@ def test_calibration_bad_input():
     ids = torch.randint(0, 50, (2, 5))
     with pytest.raises(ValueError, match="method 'svd'"):
         ht.compress_model(model, targets=["query"], method="hodlr", calibration=[ids], progress=False)
+    with pytest.raises(ValueError, match="method 'svd'"):
+        ht.compress_model(model, targets=["query"], method="hodlr", allocation="global", progress=False)
     with pytest.raises(ValueError, match="allocation"):
         ht.compress_model(model, targets=["query"], method="svd", allocation="best", progress=False)
     with pytest.raises(ValueError, match="budget"):
@@ -458,12 +464,16 @@ def test_calibration_bad_input():
 
 def test_global_allocation_meets_the_total_budget():
     model = _llama()
-    report = ht.compress_model(model, method="svd", budget=0.3, allocation="global", progress=False)
+    report = ht.compress_model(
+        model, method="svd", budget=0.3, allocation="global", calibration=None, progress=False
+    )
     assert report.targets_bytes_after <= 0.3 * report.targets_bytes_before
     ranks = [r.params["rank"] for r in report.layers]
     assert min(ranks) >= 1 and len(set(ranks)) > 1  # uneven on purpose: Q/K/V differ
     with pytest.raises(ValueError, match="too small"):
-        ht.compress_model(_llama(), method="svd", budget=0.001, allocation="global", progress=False)
+        ht.compress_model(
+            _llama(), method="svd", budget=0.001, allocation="global", calibration=None, progress=False
+        )
 
 
 # Measured (64 SAMPLE_SENTENCES, svd at budget 0.5 over all 18 Q/K/V together,
@@ -474,14 +484,23 @@ def test_global_allocation_meets_the_total_budget():
 MINILM_CALIBRATED_BOUND = (0.93, 0.83)
 
 
-def test_minilm_calibrated_svd_fidelity(minilm):
+def test_minilm_defaults_are_calibrated_global_svd(minilm):
+    """With no options compress_model runs the best measured configuration (hsslin._defaults)."""
     _, model, tokenizer = minilm
     comp = copy.deepcopy(model)
-    calibration = ht.calibration_batches(tokenizer)
     assert not set(ht.CALIBRATION_SENTENCES) & set(SAMPLE_SENTENCES)  # held-out evaluation
-    report = ht.compress_model(
-        comp, method="svd", budget=0.5, calibration=calibration, allocation="global", progress=False
+    report = ht.compress_model(comp, tokenizer=tokenizer, progress=False)
+    assert {r.method for r in report.layers} == {"svd"}
+    assert len({r.params["rank"] for r in report.layers}) > 1  # ranks allocated across layers
+    explicit = ht.compress_model(
+        copy.deepcopy(model),
+        method="svd",
+        budget=0.5,
+        calibration=ht.calibration_batches(tokenizer),
+        allocation="global",
+        progress=False,
     )
+    assert [r.params for r in explicit.layers] == [r.params for r in report.layers]
     assert report.targets_bytes_after <= report.targets_bytes_before // 2
     fid = ht.embedding_fidelity(model, comp, tokenizer, SAMPLE_SENTENCES)
     assert fid.mean >= MINILM_CALIBRATED_BOUND[0]
@@ -537,7 +556,7 @@ def test_load_errors(tmp_path):
     with pytest.raises(ValueError, match="no HSSLinear"):
         ht.save_compressed(model, tmp_path / "x")
     comp = _llama()
-    ht.compress_model(comp, method="svd", budget=0.5, progress=False)
+    ht.compress_model(comp, method="svd", budget=0.5, calibration=None, progress=False)
     out = tmp_path / "out"
     ht.save_compressed(comp, out)
     manifest_path = out / "manifest.json"

@@ -1,0 +1,199 @@
+"""Model compression: replace a model's selected layers by :class:`HSSLinear`, in place."""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+
+from torch import nn
+
+from .. import _defaults, compress
+from ._calibration import calibration_batches, global_svd_ranks, input_grams
+from ._layer import HSSLinear, compressed_layers
+from ._report import CompressionReport, LayerReport, describe_operator
+from ._targets import find_targets, replace_module
+from ._weights import weight_bytes, weight_numpy
+
+
+def _param_bytes(model: nn.Module) -> int:
+    total = sum(p.numel() * p.element_size() for p in model.parameters())
+    total += sum(m.nbytes for _, m in compressed_layers(model) if not m.trainable)
+    return int(total)
+
+
+class _Progress:
+    """tqdm when installed, else one rewritten stderr line; silent when disabled."""
+
+    def __init__(self, total: int, enabled: bool):
+        self.bar = None
+        self.enabled, self.total, self.done = enabled, total, 0
+        if enabled:
+            try:
+                from tqdm.auto import tqdm
+
+                self.bar = tqdm(total=total, desc="hsslin compress", unit="layer")
+            except ImportError:
+                pass
+
+    def step(self, name: str):
+        self.done += 1
+        if self.bar is not None:
+            self.bar.set_postfix_str(name, refresh=False)
+            self.bar.update(1)
+        elif self.enabled:
+            sys.stderr.write(f"\rhsslin compress {self.done}/{self.total} {name[-40:]:<40}")
+            sys.stderr.flush()
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+        elif self.enabled:
+            sys.stderr.write("\n")
+
+
+def _announce(progress: bool, message: str) -> None:
+    if progress:
+        sys.stderr.write(f"hsslin compress: {message}\n")
+        sys.stderr.flush()
+
+
+def compress_model(
+    model: nn.Module,
+    targets=_defaults.TARGETS,
+    method: str = _defaults.METHOD,
+    budget: float | None = None,
+    progress: bool = True,
+    trainable: bool = False,
+    calibration=_defaults.AUTO,
+    allocation: str = _defaults.AUTO,
+    tokenizer=None,
+    **params,
+) -> CompressionReport:
+    """Replaces the selected linear layers of `model` by :class:`HSSLinear`, in place.
+
+    With no options it runs the best configuration measured (kept in
+    ``hsslin._defaults``): method ``"svd"`` at half the targets' bytes,
+    calibrated on hsslin's built-in sentences (pass `tokenizer`), ranks
+    allocated across layers.
+
+    Parameters
+    ----------
+    model : nn.Module
+    targets : "qkv", str or list of str
+        See :func:`find_targets`. ``"qkv"`` recognises LLaMA/Mistral/Qwen
+        (q_proj, k_proj, v_proj; grouped-query K/V are rectangular), BERT
+        (query, key, value) and GPT-2 (c_attn, the fused QKV Conv1D).
+    method : str
+        A method of :func:`hsslin.compress`; default ``"svd"``.
+    budget : float in (0, 1], optional
+        Each target's operator stores at most ``floor(budget * weight bytes)``
+        bytes (the dense weight in its own dtype; every stored byte counted),
+        so the targets together store at most `budget` of their dense bytes.
+        Default 0.5 unless explicit parameters (`sparsity`, `rank`, `tol`)
+        are given, which replace the budget.
+    progress : bool
+        Progress on stderr: a line per stage and a bar over layers (tqdm if
+        installed).
+    trainable : bool
+        Make the new layers trainable (see :class:`HSSLinear`).
+    calibration : "auto", "builtin", iterable of batches, or None
+        Activation-aware compression (method ``"svd"``): run the model on
+        these batches (see :func:`calibration_batches`), record each
+        target's input Gram matrix ``X^T X`` and compress to minimise the
+        layer's output error ``||(W - A) X^T||_F`` rather than its weight
+        error. ``"builtin"``: :data:`CALIBRATION_SENTENCES` tokenized by
+        `tokenizer`. ``"auto"`` (default): ``"builtin"`` for method
+        ``"svd"``, None (no calibration) for the others. None: no
+        calibration.
+    allocation : "auto", "uniform" or "global"
+        ``"uniform"``: every target gets `budget` of its own bytes.
+        ``"global"`` (method ``"svd"`` with a budget): the targets together
+        get `budget` of their bytes, and ranks go where they remove the most
+        relative (output, with calibration) error; single layers may then
+        exceed `budget`. ``"auto"`` (default): ``"global"`` for method
+        ``"svd"`` with a budget, ``"uniform"`` otherwise.
+    tokenizer : optional
+        The model's tokenizer, needed by ``calibration="builtin"``.
+    **params
+        Passed to :func:`hsslin.compress` (`leaf_size`, `rank_decay`, `seed`,
+        and with no budget `sparsity`, `rank`, `tol`).
+
+    Returns
+    -------
+    CompressionReport
+
+    Examples
+    --------
+    >>> import torch, hsslin.torch as ht
+    >>> model = torch.nn.Sequential()
+    >>> model.add_module("query", torch.nn.Linear(64, 64))
+    >>> model.add_module("key", torch.nn.Linear(64, 64))
+    >>> report = ht.compress_model(model, calibration=None, progress=False)  # no tokenizer here
+    >>> report.targets_bytes_after <= report.targets_bytes_before // 2
+    True
+    >>> type(model.query).__name__
+    'HSSLinear'
+    """
+    budget, calibration, allocation = _defaults.resolve(method, budget, calibration, allocation, params)
+    names = find_targets(model, targets)
+    if isinstance(calibration, str):  # "builtin"
+        if tokenizer is None:
+            raise ValueError(
+                f"calibration='builtin' (the default for method {method!r}) tokenizes hsslin's "
+                "calibration sentences: pass tokenizer=..., your own batches as calibration=..., "
+                "or calibration=None to compress without calibration"
+            )
+        calibration = calibration_batches(tokenizer)
+    grams = {}
+    if calibration is not None:
+        batches = calibration if isinstance(calibration, (list, tuple)) else list(calibration)
+        _announce(progress, f"calibrating: running the model on {len(batches)} batches")
+        grams = input_grams(model, names, batches)
+    ranks = None
+    if allocation == "global":
+        _announce(progress, f"allocating ranks across {len(names)} layers")
+        ranks = global_svd_ranks({n: weight_numpy(model.get_submodule(n)) for n in names}, grams, budget)
+    before = _param_bytes(model)
+    rows, replacements = [], []  # the model changes only once every layer compressed
+    bar = _Progress(len(names), progress)
+    try:
+        for name in names:
+            module = model.get_submodule(name)
+            W = weight_numpy(module)
+            dense_bytes = weight_bytes(module)
+            budget_bytes = None if budget is None else int(math.floor(budget * dense_bytes))
+            layer_params = dict(params)
+            if name in grams:
+                layer_params["input_gram"] = grams[name]
+            if ranks is not None:
+                budget_bytes, layer_params["rank"] = None, ranks[name]
+            t0 = time.perf_counter()
+            try:
+                op = compress(W, method, budget_bytes=budget_bytes, **layer_params)
+            except ValueError as exc:
+                raise ValueError(f"layer {name} ({W.shape[0]}x{W.shape[1]}): {exc}") from exc
+            seconds = time.perf_counter() - t0
+            layer = HSSLinear(module, op, trainable=trainable)
+            layer.method = method
+            layer.params = describe_operator(op)
+            replacements.append((name, layer))
+            rows.append(
+                LayerReport(
+                    name,
+                    tuple(W.shape),
+                    method,
+                    layer.params,
+                    dense_bytes,
+                    int(op.nbytes),
+                    float(op.relative_error(W)),
+                    seconds,
+                )
+            )
+            bar.step(name)
+    finally:
+        bar.close()
+    for name, layer in replacements:
+        replace_module(model, name, layer)
+    after = before - sum(r.bytes_before for r in rows) + sum(r.bytes_after for r in rows)
+    return CompressionReport(rows, before, after, budget)
