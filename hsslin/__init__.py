@@ -19,6 +19,7 @@ from ._kernels import KERNELS, KernelMatrix
 from ._loader import core as _core
 from ._lowrank import LowRankMatrix, SparsePlusLowRank
 from ._operator import TransposedOperator
+from ._rpca import RPCAResult, rpca
 from ._sparse import CSRMatrix, bandwidth, reverse_cuthill_mckee
 from ._sparse_plus import SparsePlusHSS
 from ._validation import check_int
@@ -38,6 +39,8 @@ __all__ = [
     "KernelMatrix",
     "KERNELS",
     "compress",
+    "rpca",
+    "RPCAResult",
     "METHODS",
     "reverse_cuthill_mckee",
     "bandwidth",

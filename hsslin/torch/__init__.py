@@ -10,7 +10,8 @@ any ``torch.optim`` optimizer.
 One concept per module: ``_weights`` (the layers replaced), ``_factors``
 (trainable forms), ``_layer`` (:class:`HSSLinear`), ``_targets`` (choosing
 layers), ``_calibration``, ``_report``, ``_compress_model``, ``_io`` (the
-folder format), ``_eval`` (perplexity, embedding fidelity), ``_sentences``
+folder format), ``_eval`` (perplexity, embedding fidelity), ``_models`` (SmolLM2 and
+the licence texts), ``_sentences``
 and ``_cli`` (the command handlers).
 
 Examples
@@ -37,6 +38,15 @@ from ._eval import (
 )
 from ._io import FACTORS_FILE, FORMAT_VERSION, MANIFEST, load_compressed, read_manifest, save_compressed
 from ._layer import HSSLinear, compressed_layers
+from ._models import (
+    calibration_text,
+    causal_lm_batches,
+    evaluation_text,
+    load_smollm2,
+    rounded_qkv,
+    smollm2_folder,
+    smollm2_path,
+)
 from ._report import CompressionReport, LayerReport, describe_operator
 from ._sentences import CALIBRATION_SENTENCES, SAMPLE_SENTENCES
 from ._targets import QKV_NAMES, find_targets
@@ -57,6 +67,13 @@ __all__ = [
     "embedding_fidelity",
     "sentence_embeddings",
     "minilm_path",
+    "smollm2_path",
+    "smollm2_folder",
+    "load_smollm2",
+    "evaluation_text",
+    "calibration_text",
+    "causal_lm_batches",
+    "rounded_qkv",
     "SAMPLE_SENTENCES",
     "CALIBRATION_SENTENCES",
     "calibration_batches",

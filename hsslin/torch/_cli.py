@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import importlib
 import json
 import os
 import time
@@ -18,7 +19,7 @@ import time
 import torch
 
 from .. import __version__, _defaults, set_num_threads, simd_path
-from .._cli import UsageError, progress, speed_words
+from .._cli import BUNDLED_MODELS, UsageError, progress, speed_words
 from ._calibration import calibration_batches
 from ._compress_model import compress_model
 from ._eval import embedding_fidelity, minilm_path, perplexity, sentence_embeddings
@@ -83,6 +84,17 @@ def _check_causal(path: str) -> None:
             f"{path!r} holds a {', '.join(architectures)}, which has no language-model head: "
             "perplexity needs a causal LM (use --sentences for an encoder)"
         )
+
+
+def _resolve_model_dir(args: argparse.Namespace) -> None:
+    """Replaces a bundled model's name (``smollm2``, ``minilm``) in `args` by its folder."""
+    if args.model_dir not in BUNDLED_MODELS or os.path.exists(args.model_dir):
+        return
+    folder = getattr(importlib.import_module("hsslin.torch"), BUNDLED_MODELS[args.model_dir])
+    try:
+        args.model_dir = folder()
+    except (ImportError, FileNotFoundError) as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _timed(message: str, f):
@@ -160,6 +172,7 @@ def demo_cmd(args: argparse.Namespace) -> int:
 def compress_cmd(args: argparse.Namespace) -> int:
     """Compresses a model folder's targets and writes OUT (factors + manifest)."""
     params = {k: getattr(args, k) for k in (*_defaults.EXPLICIT, "leaf_size") if getattr(args, k) is not None}
+    _resolve_model_dir(args)
     configure_threads(args.threads)
     quiet = args.quiet
     tokenizer, calibration = None, args.calibration
@@ -201,6 +214,7 @@ def eval_cmd(args: argparse.Namespace) -> int:
     """Evaluate a model (optionally with compressed layers): perplexity or embedding fidelity."""
     if args.compressed:
         read_manifest(args.compressed)  # a damaged folder is reported before the model loads
+    _resolve_model_dir(args)
     configure_threads(args.threads)
     source = args.text or args.sentences
     with open(source, encoding="utf-8") as f:

@@ -11,6 +11,7 @@ from torch import nn
 from .. import _defaults, compress
 from .._validation import check_density
 from ._calibration import calibration_batches, global_svd_ranks, input_grams
+from ._cap import CAPOptions, cap_operators
 from ._layer import HSSLinear, compressed_layers
 from ._report import CompressionReport, LayerReport, describe_operator
 from ._targets import find_targets, replace_module
@@ -86,7 +87,14 @@ def compress_model(
         (q_proj, k_proj, v_proj; grouped-query K/V are rectangular), BERT
         (query, key, value) and GPT-2 (c_attn, the fused QKV Conv1D).
     method : str
-        A method of :func:`hsslin.compress`; default ``"svd"``.
+        A method of :func:`hsslin.compress` (default ``"svd"``), or
+        ``"cap"``: CAP (Zhou et al. 2025), robust PCA of every target, then
+        REINFORCE over all targets' singular directions and sparse entries
+        under the one budget (calibrated, global; see
+        :mod:`hsslin.torch._cap` and docs/cap.md). Its settings come through
+        `params`: ``rpca_iterations`` (3), ``lam``, ``policy_iterations``
+        (3), ``baseline_window`` (5), ``learning_rate`` (0.05), ``cost``
+        (``"bytes"`` or ``"values"``), ``seed``.
     budget : float in (0, 1], optional
         Each target's operator stores at most ``floor(budget * weight bytes)``
         bytes (the dense weight in its own dtype; every stored byte counted),
@@ -99,26 +107,28 @@ def compress_model(
     trainable : bool
         Make the new layers trainable (see :class:`HSSLinear`).
     calibration : "auto", "builtin", iterable of batches, or None
-        Activation-aware compression (method ``"svd"``): run the model on
-        these batches (see :func:`calibration_batches`), record each
+        Activation-aware compression (methods ``"svd"`` and ``"cap"``): run
+        the model on these batches (see :func:`calibration_batches`), record each
         target's input Gram matrix ``X^T X`` and compress to minimise the
         layer's output error ``||(W - A) X^T||_F`` rather than its weight
         error. ``"builtin"``: :data:`CALIBRATION_SENTENCES` tokenized by
-        `tokenizer`. ``"auto"`` (default): ``"builtin"`` for method
-        ``"svd"``, None (no calibration) for the others. None: no
-        calibration.
+        `tokenizer`. ``"auto"`` (default): ``"builtin"`` for methods
+        ``"svd"`` and ``"cap"``, None (no calibration) for the others.
+        None: no calibration (not for ``"cap"``, whose policy is scored on
+        the batches).
     allocation : "auto", "uniform" or "global"
         ``"uniform"``: every target gets `budget` of its own bytes.
-        ``"global"`` (method ``"svd"`` with a budget): the targets together
+        ``"global"`` (methods ``"svd"`` and ``"cap"``, with a budget): the targets together
         get `budget` of their bytes, and ranks go where they remove the most
         relative (output, with calibration) error; single layers may then
-        exceed `budget`. ``"auto"`` (default): ``"global"`` for method
-        ``"svd"`` with a budget, ``"uniform"`` otherwise.
+        exceed `budget`. ``"auto"`` (default): ``"global"`` for methods
+        ``"svd"`` and ``"cap"`` with a budget, ``"uniform"`` otherwise.
     tokenizer : optional
         The model's tokenizer, needed by ``calibration="builtin"``.
     **params
         Passed to :func:`hsslin.compress` (`leaf_size`, `rank_decay`, `seed`,
-        and with no budget `density`, `rank`, `tol`).
+        and with no budget `density`, `rank`, `tol`), or CAP's settings
+        for method ``"cap"``.
 
     Returns
     -------
@@ -153,8 +163,18 @@ def compress_model(
         batches = calibration if isinstance(calibration, (list, tuple)) else list(calibration)
         _announce(progress, f"calibrating: running the model on {len(batches)} batches")
         grams = input_grams(model, names, batches)
-    ranks = None
-    if allocation == "global":
+    ranks, model_ops = None, {}
+    if method in _defaults.MODEL_METHODS:
+        options = CAPOptions.from_params(params)
+        t0 = time.perf_counter()
+        model_ops = cap_operators(
+            model, names, grams, batches, budget, options, log=lambda text: _announce(progress, text)
+        )
+        info = model_ops.pop("__info__")
+        # Per-layer seconds: the layer's RPCA plus an equal share of the policy.
+        rpca_seconds = {n: sum(h["seconds"] for h in r.history) for n, r in info["rpca"].items()}
+        shared = (time.perf_counter() - t0 - sum(rpca_seconds.values())) / len(names)
+    elif allocation == "global":
         _announce(progress, f"allocating ranks across {len(names)} layers")
         ranks = global_svd_ranks({n: weight_numpy(model.get_submodule(n)) for n in names}, grams, budget)
     before = _param_bytes(model)
@@ -172,11 +192,14 @@ def compress_model(
             if ranks is not None:
                 budget_bytes, layer_params["rank"] = None, ranks[name]
             t0 = time.perf_counter()
-            try:
-                op = compress(W, method, budget_bytes=budget_bytes, **layer_params)
-            except ValueError as exc:
-                raise ValueError(f"layer {name} ({W.shape[0]}x{W.shape[1]}): {exc}") from exc
-            seconds = time.perf_counter() - t0
+            if name in model_ops:
+                op, seconds = model_ops[name], rpca_seconds[name] + shared
+            else:
+                try:
+                    op = compress(W, method, budget_bytes=budget_bytes, **layer_params)
+                except ValueError as exc:
+                    raise ValueError(f"layer {name} ({W.shape[0]}x{W.shape[1]}): {exc}") from exc
+                seconds = time.perf_counter() - t0
             layer = HSSLinear(module, op, trainable=trainable)
             layer.method = method
             layer.params = describe_operator(op)
