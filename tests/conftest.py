@@ -18,11 +18,13 @@ from hypothesis import strategies as st
 
 # -- hypothesis profiles --------------------------------------------------------
 # "default" keeps the whole suite at a few minutes on a 2-core machine; "ci"
-# runs more examples, derandomized so a CI failure reproduces locally with
-# HYPOTHESIS_PROFILE=ci. Deadlines are off: compression time depends on the
+# runs more examples. Both are derandomized, so a run's examples are the same
+# on every machine and a CI failure reproduces locally; "explore" draws new
+# examples each run (HYPOTHESIS_PROFILE=explore), for hunting defects. Deadlines are off: compression time depends on the
 # shape hypothesis draws and on machine load, not on correctness.
 _COMMON = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-settings.register_profile("default", max_examples=40, **_COMMON)
+settings.register_profile("default", max_examples=40, derandomize=True, **_COMMON)
+settings.register_profile("explore", max_examples=200, **_COMMON)
 settings.register_profile("ci", max_examples=100, derandomize=True, print_blob=True, **_COMMON)
 settings.register_profile("dev", max_examples=5, **_COMMON)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
