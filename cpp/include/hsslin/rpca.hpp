@@ -20,7 +20,7 @@
 
 #include "hsslin/config.hpp"
 #include "hsslin/csr.hpp"
-#include "hsslin/kernels.hpp"
+#include "hsslin/low_rank.hpp"
 
 namespace hsslin {
 
