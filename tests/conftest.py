@@ -20,8 +20,9 @@ from hypothesis import strategies as st
 # "default" keeps the whole suite at a few minutes on a 2-core machine; "ci"
 # runs more examples. Both are derandomized, so a run's examples are the same
 # on every machine and a CI failure reproduces locally; "explore" draws new
-# examples each run (HYPOTHESIS_PROFILE=explore), for hunting defects. Deadlines are off: compression time depends on the
-# shape hypothesis draws and on machine load, not on correctness.
+# examples each run (HYPOTHESIS_PROFILE=explore), for hunting defects.
+# Deadlines are off: compression time depends on the shape hypothesis draws
+# and on machine load, not on correctness.
 _COMMON = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 settings.register_profile("default", max_examples=40, derandomize=True, **_COMMON)
 settings.register_profile("explore", max_examples=200, **_COMMON)

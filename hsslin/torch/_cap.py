@@ -135,7 +135,7 @@ def _costs(split: _Split, cost: str) -> np.ndarray:
     r, nnz = split.U.shape[1], split.vals.size
     if cost == "bytes":
         direction = LowRankMatrix.bytes_for(m, n, 2, itemsize) - LowRankMatrix.bytes_for(m, n, 1, itemsize)
-        entry = CSRMatrix.bytes_for(m, 1, itemsize) - CSRMatrix.bytes_for(m, 0, itemsize)
+        entry = CSRMatrix.nbytes_for(m, 1, split.W.dtype) - CSRMatrix.nbytes_for(m, 0, split.W.dtype)
     else:
         direction, entry = m + n, 1
     return np.concatenate([np.full(r, float(direction)), np.full(nnz, float(entry))])
@@ -145,7 +145,7 @@ def _fixed_bytes(split: _Split) -> int:
     """Bytes a layer stores whatever is chosen: an empty CSR part and L's first direction."""
     m, n = split.W.shape
     itemsize = split.W.dtype.itemsize
-    return CSRMatrix.bytes_for(m, 0, itemsize) + LowRankMatrix.bytes_for(m, n, 1, itemsize)
+    return CSRMatrix.nbytes_for(m, 0, split.W.dtype) + LowRankMatrix.bytes_for(m, n, 1, itemsize)
 
 
 def project_to_budget(p: np.ndarray, cost: np.ndarray, budget: float) -> np.ndarray:
