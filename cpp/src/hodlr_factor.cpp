@@ -7,6 +7,7 @@
 #include <Eigen/Eigenvalues>
 #include <algorithm>
 
+#include "hsslin/factor_io.hpp"
 #include "hsslin/parallel.hpp"
 
 namespace hsslin {
@@ -192,11 +193,7 @@ Index HODLRFactor<T>::nbytes() const {
 template <class T>
 std::string HODLRFactor<T>::serialize() const {
   ByteWriter w;
-  w.put<std::int64_t>(size());
-  w.put<std::int32_t>(tree_.levels());
-  w.put<std::uint8_t>(spd_ ? 1 : 0);
-  w.put<double>(logdet_.sign);
-  w.put<double>(logdet_.log_abs);
+  detail::write_factor_header(w, tree_, spd_, logdet_);
   for (const DenseFactor<T>& d : leaves_) d.write(w);
   for (const Inner& in : inner_) {
     for (const Matrix<T>* M : {&in.U12, &in.U21, &in.V12, &in.V21}) w.put_matrix(*M);
@@ -208,16 +205,11 @@ std::string HODLRFactor<T>::serialize() const {
 template <class T>
 HODLRFactor<T> HODLRFactor<T>::deserialize(const std::string& blob) {
   ByteReader r(blob, ObjectKind::HODLRFactor);
-  HSSLIN_CHECK(r.scalar_size() == sizeof(T), "file holds ",
-               r.scalar_size() == 4 ? "float32" : "float64", " values");
+  detail::FactorHeader h = detail::read_factor_header(r, sizeof(T));
   HODLRFactor F;
-  const auto n = r.get<std::int64_t>();
-  const auto levels = r.get<std::int32_t>();
-  HSSLIN_CHECK(n >= 1 && n < (Index(1) << 40), "corrupted file: size ", n);
-  F.tree_ = ClusterTree::with_levels(n, n, levels);
-  F.spd_ = r.get<std::uint8_t>() != 0;
-  F.logdet_.sign = r.get<double>();
-  F.logdet_.log_abs = r.get<double>();
+  F.tree_ = std::move(h.tree);
+  F.spd_ = h.spd;
+  F.logdet_ = h.logdet;
   const Index inner = F.tree_.leaf_begin();
   F.leaves_.assign(size_t(F.tree_.leaf_end() - inner), DenseFactor<T>{});
   for (DenseFactor<T>& d : F.leaves_) d.read(r, n, F.spd_);

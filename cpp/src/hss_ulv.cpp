@@ -8,6 +8,7 @@
 
 #include <algorithm>
 
+#include "hsslin/factor_io.hpp"
 #include "hsslin/io.hpp"
 #include "hsslin/parallel.hpp"
 
@@ -433,11 +434,7 @@ Index HSSULV<T>::nbytes() const {
 template <class T>
 std::string HSSULV<T>::serialize() const {
   ByteWriter w;
-  w.put<std::int64_t>(size());
-  w.put<std::int32_t>(tree_.levels());
-  w.put<std::uint8_t>(spd_ ? 1 : 0);
-  w.put<double>(logdet_.sign);
-  w.put<double>(logdet_.log_abs);
+  detail::write_factor_header(w, tree_, spd_, logdet_);
   for (const NodeFactor& nf : nodes_) {
     w.put<std::int64_t>(nf.m);
     w.put<std::int64_t>(nf.k);
@@ -451,16 +448,11 @@ std::string HSSULV<T>::serialize() const {
 template <class T>
 HSSULV<T> HSSULV<T>::deserialize(const std::string& blob) {
   ByteReader r(blob, ObjectKind::HSSFactor);
-  HSSLIN_CHECK(r.scalar_size() == sizeof(T), "file holds ",
-               r.scalar_size() == 4 ? "float32" : "float64", " values");
+  detail::FactorHeader h = detail::read_factor_header(r, sizeof(T));
   HSSULV F;
-  const auto n = r.get<std::int64_t>();
-  const auto levels = r.get<std::int32_t>();
-  HSSLIN_CHECK(n >= 1 && n < (Index(1) << 40), "corrupted file: size ", n);
-  F.tree_ = ClusterTree::with_levels(n, n, levels);
-  F.spd_ = r.get<std::uint8_t>() != 0;
-  F.logdet_.sign = r.get<double>();
-  F.logdet_.log_abs = r.get<double>();
+  F.tree_ = std::move(h.tree);
+  F.spd_ = h.spd;
+  F.logdet_ = h.logdet;
   F.nodes_.assign(size_t(F.tree_.size()), NodeFactor{});
   for (NodeFactor& nf : F.nodes_) {
     nf.m = r.get<std::int64_t>();
