@@ -210,6 +210,7 @@ HODLRFactor<T> HODLRFactor<T>::deserialize(const std::string& blob) {
   F.tree_ = std::move(h.tree);
   F.spd_ = h.spd;
   F.logdet_ = h.logdet;
+  const Index n = F.size();  // bounds every stored block's shape
   const Index inner = F.tree_.leaf_begin();
   F.leaves_.assign(size_t(F.tree_.leaf_end() - inner), DenseFactor<T>{});
   for (DenseFactor<T>& d : F.leaves_) d.read(r, n, F.spd_);

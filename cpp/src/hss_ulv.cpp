@@ -453,6 +453,7 @@ HSSULV<T> HSSULV<T>::deserialize(const std::string& blob) {
   F.tree_ = std::move(h.tree);
   F.spd_ = h.spd;
   F.logdet_ = h.logdet;
+  const Index n = F.size();  // bounds every stored block's shape
   F.nodes_.assign(size_t(F.tree_.size()), NodeFactor{});
   for (NodeFactor& nf : F.nodes_) {
     nf.m = r.get<std::int64_t>();
