@@ -41,6 +41,19 @@ def load_core(folder: str, tag: str):
     return module
 
 
+def compress_both(core, K, W):
+    """HSS of K at tol 1e-8 and HODLR of W at rank 64, through either build's calls."""
+    if not hasattr(core, "HSSOptions"):  # a build from before the options classes
+        return (
+            core.HSSMatrix64.compress(K, 1e-8, 0, 64, 10, 64, 0),
+            core.HODLRMatrix64.compress(W, 0.0, 64, 0.5, 1, 0, 64, 1, 0),
+        )
+    hss, hodlr = core.HSSOptions(), core.HODLROptions()
+    hss.tol, hss.initial_samples = 1e-8, 64
+    hodlr.rank, hodlr.power_iterations = 64, 1
+    return core.HSSMatrix64.compress(K, hss), core.HODLRMatrix64.compress(W, hodlr)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dir_a")
@@ -57,8 +70,7 @@ def main() -> None:
     V16 = np.random.default_rng(2).standard_normal((n, 16))
     ops = {}
     for tag, core in cores.items():
-        H = core.HSSMatrix64.compress(K, 1e-8, 0, 64, 10, 64, 0)
-        G = core.HODLRMatrix64.compress(W, 0.0, 64, 0.5, 1, 0, 64, 1, 0)
+        H, G = compress_both(core, K, W)
         mask = np.abs(W) >= np.quantile(np.abs(W), 0.9)
         rows, cols = np.nonzero(mask)
         indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n))]).astype(np.int64)

@@ -56,17 +56,12 @@ void register_hss(py::module_& m, const char* name) {
   py::class_<H> cls(m, name, py::module_local());
   cls.def_static(
          "compress",
-         [](const py::array& A, double tol, Index max_rank, Index leaf_size, Index oversampling,
-            Index initial_samples, std::uint64_t seed) {
+         [](const py::array& A, const HSSOptions& options) {
            const ConstRowMap<T> map = as_row_map<T>(A, "A");
-           HSSOptions o;
-           o.set_tol(tol).set_max_rank(max_rank).set_leaf_size(leaf_size);
-           o.set_oversampling(oversampling).set_initial_samples(initial_samples).set_seed(seed);
            py::gil_scoped_release release;
-           return H::compress(map, o);
+           return H::compress(map, options);
          },
-         py::arg("A"), py::arg("tol"), py::arg("max_rank"), py::arg("leaf_size"),
-         py::arg("oversampling"), py::arg("initial_samples"), py::arg("seed"))
+         py::arg("A"), py::arg("options"))
       .def("apply", &apply_operator<H, T>, py::arg("x"), py::arg("transpose"))
       .def("to_dense", &dense_of<H, T>, py::arg("transpose"))
       .def_property_readonly("rows", &H::rows)
@@ -184,37 +179,24 @@ void register_hodlr(py::module_& m, const char* name) {
   py::class_<H>(m, name, py::module_local())
       .def_static(
           "compress",
-          [](const py::array& A, double tol, Index rank, double rank_decay, Index min_rank,
-             Index max_rank, Index leaf_size, Index power_iterations, std::uint64_t seed) {
+          [](const py::array& A, const HODLROptions& options) {
             const ConstRowMap<T> map = as_row_map<T>(A, "A");
-            // 0 means "not given"; any other value goes to its setter's check.
-            if (tol == 0.0 && rank == 0)
-              throw py::value_error(
-                  "HODLR compression needs a rank schedule (rank) or a tolerance (tol)");
-            HODLROptions o;
-            if (tol != 0.0) o.set_tol(tol);
-            if (rank != 0) o.set_rank(rank);
-            o.set_rank_decay(rank_decay).set_min_rank(min_rank).set_max_rank(max_rank);
-            o.set_leaf_size(leaf_size).set_power_iterations(power_iterations).set_seed(seed);
             py::gil_scoped_release release;
-            return H::compress(map, o);
+            return H::compress(map, options);
           },
-          py::arg("A"), py::arg("tol"), py::arg("rank"), py::arg("rank_decay"), py::arg("min_rank"),
-          py::arg("max_rank"), py::arg("leaf_size"), py::arg("power_iterations"), py::arg("seed"))
+          py::arg("A"), py::arg("options"),
+          "Compresses A to options.tol, or to options.rank's schedule (the default tolerance "
+          "when neither is set)")
       .def_static(
           "nbytes_for",
-          [](Index rows, Index cols, Index leaf_size, Index rank, double rank_decay,
-             Index min_rank) {
+          [](Index rows, Index cols, const HODLROptions& options) {
             check_query_shape(rows, cols);
-            HODLROptions o;
-            o.set_rank(rank).set_rank_decay(rank_decay).set_min_rank(min_rank);
-            o.set_leaf_size(leaf_size);
-            const ClusterTree tree(rows, cols, o.leaf_size());
-            return hodlr_nbytes(tree, hodlr_schedule_ranks(tree, o), Index(sizeof(T)));
+            HSSLIN_CHECK(options.rank() != 0, "nbytes_for needs a rank schedule (options.rank)");
+            const ClusterTree tree(rows, cols, options.leaf_size());
+            return hodlr_nbytes(tree, hodlr_schedule_ranks(tree, options), Index(sizeof(T)));
           },
-          py::arg("rows"), py::arg("cols"), py::arg("leaf_size"), py::arg("rank"),
-          py::arg("rank_decay"), py::arg("min_rank"),
-          "nbytes of compress(A, rank schedule) for any rows x cols A")
+          py::arg("rows"), py::arg("cols"), py::arg("options"),
+          "nbytes of compress(A, options) with a rank schedule, for any rows x cols A")
       .def("apply", &apply_operator<H, T>, py::arg("x"), py::arg("transpose"))
       .def("to_dense", &dense_of<H, T>, py::arg("transpose"))
       .def_property_readonly("rows", &H::rows)

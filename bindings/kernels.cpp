@@ -66,12 +66,7 @@ class PythonSource final : public MatrixSource<T> {
 
 template <class T>
 HSSMatrix<T> hss_from_operator(Index m, Index n, py::object matvec, py::object rmatvec,
-                               py::object entries, bool symmetric, double tol, Index max_rank,
-                               Index leaf_size, Index oversampling, Index initial_samples,
-                               std::uint64_t seed) {
-  HSSOptions o;
-  o.set_tol(tol).set_max_rank(max_rank).set_leaf_size(leaf_size);
-  o.set_oversampling(oversampling).set_initial_samples(initial_samples).set_seed(seed);
+                               py::object entries, bool symmetric, const HSSOptions& o) {
   const PythonSource<T> source(m, n, std::move(matvec), std::move(rmatvec), std::move(entries),
                                symmetric);
   py::gil_scoped_release release;
@@ -143,13 +138,13 @@ void register_kernel_matrix(py::module_& m, const char* name) {
 
 template <class T>
 py::tuple hss_from_kernel(const py::array& points, const std::string& kernel, double lengthscale,
-                          double nugget, double tol, Index leaf_size, const std::string& clustering,
-                          Index oversampling, std::uint64_t seed, bool hodlr) {
+                          double nugget, const HSSOptions& o, const std::string& clustering,
+                          bool hodlr) {
   Index n = 0, d = 0;
   std::vector<double> p = points_of(points, n, d);
   const Kernel k(kernel, lengthscale, nugget);
-  HSSOptions o;
-  o.set_tol(tol).set_leaf_size(leaf_size).set_oversampling(oversampling).set_seed(seed);
+  const Index leaf_size = o.leaf_size();
+  const double tol = o.tol();
   std::vector<Index> perm;
   py::object result;
   {
@@ -180,33 +175,23 @@ void def_from_kernel(py::module_& m, const char* name, bool hodlr) {
   m.def(
       name,
       [hodlr](const py::array& points, const std::string& kernel, double lengthscale, double nugget,
-              double tol, Index leaf_size, const std::string& clustering, Index oversampling,
-              std::uint64_t seed) {
-        return hss_from_kernel<T>(points, kernel, lengthscale, nugget, tol, leaf_size, clustering,
-                                  oversampling, seed, hodlr);
+              const HSSOptions& options, const std::string& clustering) {
+        return hss_from_kernel<T>(points, kernel, lengthscale, nugget, options, clustering, hodlr);
       },
       py::arg("points"), py::arg("kernel"), py::arg("lengthscale"), py::arg("nugget"),
-      py::arg("tol"), py::arg("leaf_size"), py::arg("clustering"), py::arg("oversampling"),
-      py::arg("seed"));
+      py::arg("options"), py::arg("clustering"));
 }
 
 template <class T>
 void def_from_operator(py::module_& m, const char* name) {
   m.def(name, &hss_from_operator<T>, py::arg("m"), py::arg("n"), py::arg("matvec"),
-        py::arg("rmatvec"), py::arg("entries"), py::arg("symmetric"), py::arg("tol"),
-        py::arg("max_rank"), py::arg("leaf_size"), py::arg("oversampling"),
-        py::arg("initial_samples"), py::arg("seed"));
+        py::arg("rmatvec"), py::arg("entries"), py::arg("symmetric"), py::arg("options"));
 }
 
 }  // namespace
 
 void register_kernels(py::module_& m) {
   m.def("kernel_names", &Kernel::names);
-  const HSSOptions defaults;
-  m.attr("hss_defaults") =
-      py::dict(py::arg("tol") = defaults.tol(), py::arg("leaf_size") = defaults.leaf_size(),
-               py::arg("oversampling") = defaults.oversampling(),
-               py::arg("initial_samples") = defaults.initial_samples());
   m.def(
       "geometric_permutation",
       [](const py::array& points, Index leaf_size, const std::string& clustering) {

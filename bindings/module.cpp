@@ -17,6 +17,7 @@ HSSLIN_DEFINE_MODULE(HSSLIN_MODULE_NAME, m) {
   m.attr("simd") =
       std::string(HSSLIN_STRINGIFY(HSSLIN_MODULE_NAME)) == "_core_avx2" ? "avx2" : "generic";
   hsslin::bindings::register_runtime(m);
+  hsslin::bindings::register_options(m);
   hsslin::bindings::register_hierarchical(m);
   hsslin::bindings::register_sparse(m);
   hsslin::bindings::register_sparse_plus(m);

@@ -8,6 +8,7 @@ import numpy as np
 
 from ._hierarchical import HODLRMatrix, HSSMatrix
 from ._lowrank import LowRankMatrix, SparsePlusLowRank
+from ._options import HODLR_DEFAULTS
 from ._sparse import CSRMatrix
 from ._sparse_plus import PERMUTATION_DTYPE, SparsePlusHSS
 from ._validation import as_float_matrix, check_density, check_int, check_rank_decay
@@ -207,10 +208,11 @@ def compress(W, method: str = "sparse+hodlr+rcm", budget_bytes: int | None = Non
     W = as_float_matrix(W, "W")
     if "sparsity" in params:  # the deprecated name of density
         params["density"] = check_density(params.pop("density", None), params.pop("sparsity"))
-    leaf_size = check_int(params.pop("leaf_size", 64), "leaf_size", 1)
+    # The hierarchical parts' defaults (the core's HODLROptions; HSS starts from the same leaf size).
+    leaf_size = check_int(params.pop("leaf_size", HODLR_DEFAULTS.leaf_size), "leaf_size", 1)
     seed = params.pop("seed", 0)
-    rank_decay = check_rank_decay(params.pop("rank_decay", 0.5))
-    min_rank = check_int(params.pop("min_rank", 1), "min_rank", 1)
+    rank_decay = check_rank_decay(params.pop("rank_decay", HODLR_DEFAULTS.rank_decay))
+    min_rank = check_int(params.pop("min_rank", HODLR_DEFAULTS.min_rank), "min_rank", 1)
     if budget_bytes is None:
         return _compress_with_params(W, method, leaf_size, seed, rank_decay, min_rank, params)
     budget = check_int(budget_bytes, "budget_bytes", 1)

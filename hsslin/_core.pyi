@@ -16,8 +16,10 @@ __all__: list[str] = [
     "HODLRFactor64",
     "HODLRMatrix32",
     "HODLRMatrix64",
+    "HODLROptions",
     "HSSMatrix32",
     "HSSMatrix64",
+    "HSSOptions",
     "HSSULV32",
     "HSSULV64",
     "KernelMatrix32",
@@ -30,7 +32,6 @@ __all__: list[str] = [
     "get_num_threads",
     "hodlr_from_kernel32",
     "hodlr_from_kernel64",
-    "hss_defaults",
     "hss_from_kernel32",
     "hss_from_kernel64",
     "hss_from_operator32",
@@ -46,17 +47,79 @@ __all__: list[str] = [
     "top_magnitude",
 ]
 
+class HSSOptions:
+    """
+    Options of HSS compression; a fresh instance holds the defaults, and each attribute validates what it is given
+    """
+    def __init__(self) -> None: ...
+    @property
+    def initial_samples(self) -> int: ...
+    @initial_samples.setter
+    def initial_samples(self, arg1: typing.SupportsInt | typing.SupportsIndex) -> None: ...
+    @property
+    def leaf_size(self) -> int: ...
+    @leaf_size.setter
+    def leaf_size(self, arg1: typing.SupportsInt | typing.SupportsIndex) -> None: ...
+    @property
+    def max_rank(self) -> typing.Any: ...
+    @max_rank.setter
+    def max_rank(self, arg1: typing.SupportsInt | typing.SupportsIndex) -> None: ...
+    @property
+    def oversampling(self) -> int: ...
+    @oversampling.setter
+    def oversampling(self, arg1: typing.SupportsInt | typing.SupportsIndex) -> None: ...
+    @property
+    def seed(self) -> int: ...
+    @seed.setter
+    def seed(self, arg1: typing.SupportsInt | typing.SupportsIndex) -> None: ...
+    @property
+    def tol(self) -> float: ...
+    @tol.setter
+    def tol(self, arg1: typing.SupportsFloat | typing.SupportsIndex) -> None: ...
+
+class HODLROptions:
+    """
+    Options of HODLR compression (a tolerance or a rank schedule); a fresh instance holds the defaults, and each attribute validates what it is given
+    """
+
+    default_tol: typing.ClassVar[float] = 1e-08
+    def __init__(self) -> None: ...
+    @property
+    def leaf_size(self) -> int: ...
+    @leaf_size.setter
+    def leaf_size(self, arg1: typing.SupportsInt | typing.SupportsIndex) -> None: ...
+    @property
+    def max_rank(self) -> typing.Any: ...
+    @max_rank.setter
+    def max_rank(self, arg1: typing.SupportsInt | typing.SupportsIndex) -> None: ...
+    @property
+    def min_rank(self) -> int: ...
+    @min_rank.setter
+    def min_rank(self, arg1: typing.SupportsInt | typing.SupportsIndex) -> None: ...
+    @property
+    def power_iterations(self) -> int: ...
+    @power_iterations.setter
+    def power_iterations(self, arg1: typing.SupportsInt | typing.SupportsIndex) -> None: ...
+    @property
+    def rank(self) -> typing.Any: ...
+    @rank.setter
+    def rank(self, arg1: typing.SupportsInt | typing.SupportsIndex) -> None: ...
+    @property
+    def rank_decay(self) -> float: ...
+    @rank_decay.setter
+    def rank_decay(self, arg1: typing.SupportsFloat | typing.SupportsIndex) -> None: ...
+    @property
+    def seed(self) -> int: ...
+    @seed.setter
+    def seed(self, arg1: typing.SupportsInt | typing.SupportsIndex) -> None: ...
+    @property
+    def tol(self) -> typing.Any: ...
+    @tol.setter
+    def tol(self, arg1: typing.SupportsFloat | typing.SupportsIndex) -> None: ...
+
 class HSSMatrix32:
     @staticmethod
-    def compress(
-        A: numpy.ndarray,
-        tol: typing.SupportsFloat | typing.SupportsIndex,
-        max_rank: typing.SupportsInt | typing.SupportsIndex,
-        leaf_size: typing.SupportsInt | typing.SupportsIndex,
-        oversampling: typing.SupportsInt | typing.SupportsIndex,
-        initial_samples: typing.SupportsInt | typing.SupportsIndex,
-        seed: typing.SupportsInt | typing.SupportsIndex,
-    ) -> HSSMatrix32: ...
+    def compress(A: numpy.ndarray, options: HSSOptions) -> HSSMatrix32: ...
     @staticmethod
     def deserialize(arg0: bytes) -> HSSMatrix32: ...
     def apply(self, x: numpy.ndarray, transpose: bool) -> numpy.ndarray: ...
@@ -100,15 +163,7 @@ class HSSMatrix32:
 
 class HSSMatrix64:
     @staticmethod
-    def compress(
-        A: numpy.ndarray,
-        tol: typing.SupportsFloat | typing.SupportsIndex,
-        max_rank: typing.SupportsInt | typing.SupportsIndex,
-        leaf_size: typing.SupportsInt | typing.SupportsIndex,
-        oversampling: typing.SupportsInt | typing.SupportsIndex,
-        initial_samples: typing.SupportsInt | typing.SupportsIndex,
-        seed: typing.SupportsInt | typing.SupportsIndex,
-    ) -> HSSMatrix64: ...
+    def compress(A: numpy.ndarray, options: HSSOptions) -> HSSMatrix64: ...
     @staticmethod
     def deserialize(arg0: bytes) -> HSSMatrix64: ...
     def apply(self, x: numpy.ndarray, transpose: bool) -> numpy.ndarray: ...
@@ -148,17 +203,10 @@ class HSSMatrix64:
 
 class HODLRMatrix32:
     @staticmethod
-    def compress(
-        A: numpy.ndarray,
-        tol: typing.SupportsFloat | typing.SupportsIndex,
-        rank: typing.SupportsInt | typing.SupportsIndex,
-        rank_decay: typing.SupportsFloat | typing.SupportsIndex,
-        min_rank: typing.SupportsInt | typing.SupportsIndex,
-        max_rank: typing.SupportsInt | typing.SupportsIndex,
-        leaf_size: typing.SupportsInt | typing.SupportsIndex,
-        power_iterations: typing.SupportsInt | typing.SupportsIndex,
-        seed: typing.SupportsInt | typing.SupportsIndex,
-    ) -> HODLRMatrix32: ...
+    def compress(A: numpy.ndarray, options: HODLROptions) -> HODLRMatrix32:
+        """
+        Compresses A to options.tol, or to options.rank's schedule (the default tolerance when neither is set)
+        """
     @staticmethod
     def deserialize(arg0: bytes) -> HODLRMatrix32: ...
     @staticmethod
@@ -175,13 +223,10 @@ class HODLRMatrix32:
     def nbytes_for(
         rows: typing.SupportsInt | typing.SupportsIndex,
         cols: typing.SupportsInt | typing.SupportsIndex,
-        leaf_size: typing.SupportsInt | typing.SupportsIndex,
-        rank: typing.SupportsInt | typing.SupportsIndex,
-        rank_decay: typing.SupportsFloat | typing.SupportsIndex,
-        min_rank: typing.SupportsInt | typing.SupportsIndex,
+        options: HODLROptions,
     ) -> int:
         """
-        nbytes of compress(A, rank schedule) for any rows x cols A
+        nbytes of compress(A, options) with a rank schedule, for any rows x cols A
         """
     def apply(self, x: numpy.ndarray, transpose: bool) -> numpy.ndarray: ...
     def copy(self) -> HODLRMatrix32: ...
@@ -214,17 +259,10 @@ class HODLRMatrix32:
 
 class HODLRMatrix64:
     @staticmethod
-    def compress(
-        A: numpy.ndarray,
-        tol: typing.SupportsFloat | typing.SupportsIndex,
-        rank: typing.SupportsInt | typing.SupportsIndex,
-        rank_decay: typing.SupportsFloat | typing.SupportsIndex,
-        min_rank: typing.SupportsInt | typing.SupportsIndex,
-        max_rank: typing.SupportsInt | typing.SupportsIndex,
-        leaf_size: typing.SupportsInt | typing.SupportsIndex,
-        power_iterations: typing.SupportsInt | typing.SupportsIndex,
-        seed: typing.SupportsInt | typing.SupportsIndex,
-    ) -> HODLRMatrix64: ...
+    def compress(A: numpy.ndarray, options: HODLROptions) -> HODLRMatrix64:
+        """
+        Compresses A to options.tol, or to options.rank's schedule (the default tolerance when neither is set)
+        """
     @staticmethod
     def deserialize(arg0: bytes) -> HODLRMatrix64: ...
     @staticmethod
@@ -241,13 +279,10 @@ class HODLRMatrix64:
     def nbytes_for(
         rows: typing.SupportsInt | typing.SupportsIndex,
         cols: typing.SupportsInt | typing.SupportsIndex,
-        leaf_size: typing.SupportsInt | typing.SupportsIndex,
-        rank: typing.SupportsInt | typing.SupportsIndex,
-        rank_decay: typing.SupportsFloat | typing.SupportsIndex,
-        min_rank: typing.SupportsInt | typing.SupportsIndex,
+        options: HODLROptions,
     ) -> int:
         """
-        nbytes of compress(A, rank schedule) for any rows x cols A
+        nbytes of compress(A, options) with a rank schedule, for any rows x cols A
         """
     def apply(self, x: numpy.ndarray, transpose: bool) -> numpy.ndarray: ...
     def copy(self) -> HODLRMatrix64: ...
@@ -514,44 +549,32 @@ def hodlr_from_kernel32(
     kernel: str,
     lengthscale: typing.SupportsFloat | typing.SupportsIndex,
     nugget: typing.SupportsFloat | typing.SupportsIndex,
-    tol: typing.SupportsFloat | typing.SupportsIndex,
-    leaf_size: typing.SupportsInt | typing.SupportsIndex,
+    options: HSSOptions,
     clustering: str,
-    oversampling: typing.SupportsInt | typing.SupportsIndex,
-    seed: typing.SupportsInt | typing.SupportsIndex,
 ) -> tuple: ...
 def hodlr_from_kernel64(
     points: numpy.ndarray,
     kernel: str,
     lengthscale: typing.SupportsFloat | typing.SupportsIndex,
     nugget: typing.SupportsFloat | typing.SupportsIndex,
-    tol: typing.SupportsFloat | typing.SupportsIndex,
-    leaf_size: typing.SupportsInt | typing.SupportsIndex,
+    options: HSSOptions,
     clustering: str,
-    oversampling: typing.SupportsInt | typing.SupportsIndex,
-    seed: typing.SupportsInt | typing.SupportsIndex,
 ) -> tuple: ...
 def hss_from_kernel32(
     points: numpy.ndarray,
     kernel: str,
     lengthscale: typing.SupportsFloat | typing.SupportsIndex,
     nugget: typing.SupportsFloat | typing.SupportsIndex,
-    tol: typing.SupportsFloat | typing.SupportsIndex,
-    leaf_size: typing.SupportsInt | typing.SupportsIndex,
+    options: HSSOptions,
     clustering: str,
-    oversampling: typing.SupportsInt | typing.SupportsIndex,
-    seed: typing.SupportsInt | typing.SupportsIndex,
 ) -> tuple: ...
 def hss_from_kernel64(
     points: numpy.ndarray,
     kernel: str,
     lengthscale: typing.SupportsFloat | typing.SupportsIndex,
     nugget: typing.SupportsFloat | typing.SupportsIndex,
-    tol: typing.SupportsFloat | typing.SupportsIndex,
-    leaf_size: typing.SupportsInt | typing.SupportsIndex,
+    options: HSSOptions,
     clustering: str,
-    oversampling: typing.SupportsInt | typing.SupportsIndex,
-    seed: typing.SupportsInt | typing.SupportsIndex,
 ) -> tuple: ...
 def hss_from_operator32(
     m: typing.SupportsInt | typing.SupportsIndex,
@@ -560,12 +583,7 @@ def hss_from_operator32(
     rmatvec: typing.Any,
     entries: typing.Any,
     symmetric: bool,
-    tol: typing.SupportsFloat | typing.SupportsIndex,
-    max_rank: typing.SupportsInt | typing.SupportsIndex,
-    leaf_size: typing.SupportsInt | typing.SupportsIndex,
-    oversampling: typing.SupportsInt | typing.SupportsIndex,
-    initial_samples: typing.SupportsInt | typing.SupportsIndex,
-    seed: typing.SupportsInt | typing.SupportsIndex,
+    options: HSSOptions,
 ) -> HSSMatrix32: ...
 def hss_from_operator64(
     m: typing.SupportsInt | typing.SupportsIndex,
@@ -574,12 +592,7 @@ def hss_from_operator64(
     rmatvec: typing.Any,
     entries: typing.Any,
     symmetric: bool,
-    tol: typing.SupportsFloat | typing.SupportsIndex,
-    max_rank: typing.SupportsInt | typing.SupportsIndex,
-    leaf_size: typing.SupportsInt | typing.SupportsIndex,
-    oversampling: typing.SupportsInt | typing.SupportsIndex,
-    initial_samples: typing.SupportsInt | typing.SupportsIndex,
-    seed: typing.SupportsInt | typing.SupportsIndex,
+    options: HSSOptions,
 ) -> HSSMatrix64: ...
 def kernel_names() -> list[str]: ...
 def max_num_threads() -> int: ...
@@ -634,5 +647,4 @@ def top_magnitude(
     W: numpy.ndarray, rho: typing.SupportsFloat | typing.SupportsIndex, per_row: bool
 ) -> typing.Any: ...
 
-hss_defaults: dict = {"tol": 1e-08, "leaf_size": 64, "oversampling": 10, "initial_samples": 48}
 simd: str = "generic"

@@ -11,7 +11,8 @@ from ._factor import factorize
 from ._io import Kind, Persistent, from_bytes, register_container, register_core
 from ._loader import core as _core
 from ._operator import LinearOperatorMixin
-from ._validation import as_float_matrix, check_int, check_rank_decay, check_seed, check_tol
+from ._options import HODLR_DEFAULTS, HSS_DEFAULTS, hodlr_options, hss_options
+from ._validation import as_float_matrix, check_int, check_rank_decay
 
 _HSS = {np.dtype(np.float32): _core.HSSMatrix32, np.dtype(np.float64): _core.HSSMatrix64}
 _HODLR = {np.dtype(np.float32): _core.HODLRMatrix32, np.dtype(np.float64): _core.HODLRMatrix64}
@@ -139,12 +140,12 @@ class HSSMatrix(_Hierarchical):
     def from_dense(
         cls,
         A,
-        tol: float = 1e-8,
+        tol: float = HSS_DEFAULTS.tol,
         max_rank: int | None = None,
-        leaf_size: int = 64,
-        seed: int = 0,
-        oversampling: int = 10,
-        initial_samples: int = 48,
+        leaf_size: int = HSS_DEFAULTS.leaf_size,
+        seed: int = HSS_DEFAULTS.seed,
+        oversampling: int = HSS_DEFAULTS.oversampling,
+        initial_samples: int = HSS_DEFAULTS.initial_samples,
     ) -> HSSMatrix:
         """Compresses a dense matrix to relative Frobenius error about `tol`.
 
@@ -194,15 +195,8 @@ class HSSMatrix(_Hierarchical):
         True
         """
         A = as_float_matrix(A, "A")
-        tol = check_tol(tol)
-        max_rank = check_int(max_rank, "max_rank", 1, allow_none=True)
-        leaf_size = check_int(leaf_size, "leaf_size", 1)
-        oversampling = check_int(oversampling, "oversampling", 2)
-        initial_samples = check_int(initial_samples, "initial_samples", 1)
-        impl = _HSS[A.dtype].compress(
-            A, tol, max_rank or 0, leaf_size, oversampling, initial_samples, check_seed(seed)
-        )
-        return cls(impl)
+        options = hss_options(tol, max_rank, leaf_size, oversampling, initial_samples, seed)
+        return cls(_HSS[A.dtype].compress(A, options))
 
     @property
     def ranks(self) -> list[np.ndarray]:
@@ -316,12 +310,12 @@ class HODLRMatrix(_Hierarchical):
         A,
         tol: float | None = None,
         rank: int | None = None,
-        rank_decay: float = 0.5,
-        min_rank: int = 1,
+        rank_decay: float = HODLR_DEFAULTS.rank_decay,
+        min_rank: int = HODLR_DEFAULTS.min_rank,
         max_rank: int | None = None,
-        leaf_size: int = 64,
-        power_iterations: int = 2,
-        seed: int = 0,
+        leaf_size: int = HODLR_DEFAULTS.leaf_size,
+        power_iterations: int = HODLR_DEFAULTS.power_iterations,
+        seed: int = HODLR_DEFAULTS.seed,
     ) -> HODLRMatrix:
         """Compresses a dense matrix to a tolerance or to a rank schedule.
 
@@ -332,8 +326,8 @@ class HODLRMatrix(_Hierarchical):
         tol : float in (0, 1), optional
             Target relative Frobenius error; each block gets the smallest rank
             that keeps the total within `tol` (the error is exact, not
-            estimated: see :attr:`error`). Default 1e-8 when neither
-            `tol` nor `rank` is given.
+            estimated: see :attr:`error`). When neither `tol` nor `rank`
+            is given: ``HODLROptions.default_tol`` of the core (1e-8).
         rank : int, optional
             Outer rank: the two off-diagonal blocks under the root get this
             rank, each level down ``round(rank * rank_decay**level)``, never
@@ -357,21 +351,8 @@ class HODLRMatrix(_Hierarchical):
         True
         """
         A = as_float_matrix(A, "A")
-        if tol is not None and rank is not None:
-            raise ValueError("give either tol or rank (a rank schedule), not both")
-        if tol is None and rank is None:
-            tol = 1e-8
-        tol = check_tol(tol) if tol is not None else 0.0
-        rank = check_int(rank, "rank", 1, allow_none=True) or 0
-        rank_decay = check_rank_decay(rank_decay)
-        min_rank = check_int(min_rank, "min_rank", 1)
-        max_rank = check_int(max_rank, "max_rank", 1, allow_none=True) or 0
-        leaf_size = check_int(leaf_size, "leaf_size", 1)
-        power_iterations = check_int(power_iterations, "power_iterations", 0)
-        impl = _HODLR[A.dtype].compress(
-            A, tol, rank, rank_decay, min_rank, max_rank, leaf_size, power_iterations, check_seed(seed)
-        )
-        return cls(impl)
+        options = hodlr_options(tol, rank, rank_decay, min_rank, max_rank, leaf_size, power_iterations, seed)
+        return cls(_HODLR[A.dtype].compress(A, options))
 
     @property
     def ranks(self) -> list[np.ndarray]:
@@ -439,11 +420,13 @@ class HODLRMatrix(_Hierarchical):
         True
         """
         rows, cols = shape
-        rank = check_int(rank, "rank", 1)
-        rank_decay = check_rank_decay(rank_decay)
-        min_rank = check_int(min_rank, "min_rank", 1)
-        leaf_size = check_int(leaf_size, "leaf_size", 1)
-        return int(_HODLR[np.dtype(dtype)].nbytes_for(rows, cols, leaf_size, rank, rank_decay, min_rank))
+        options = hodlr_options(
+            rank=check_int(rank, "rank", 1),
+            rank_decay=check_rank_decay(rank_decay),
+            min_rank=check_int(min_rank, "min_rank", 1),
+            leaf_size=check_int(leaf_size, "leaf_size", 1),
+        )
+        return int(_HODLR[np.dtype(dtype)].nbytes_for(rows, cols, options))
 
     @classmethod
     def from_parts(cls, parts, shape, levels, leaf_size, rank_decay, error_estimate) -> HODLRMatrix:

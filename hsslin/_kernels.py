@@ -17,7 +17,8 @@ import numpy as np
 
 from ._loader import core as _core
 from ._operator import LinearOperatorMixin
-from ._validation import check_int, check_seed, check_tol
+from ._options import hss_options
+from ._validation import check_int
 
 KERNELS = tuple(_core.kernel_names())
 CLUSTERINGS = ("kd", "pca")
@@ -164,20 +165,14 @@ class KernelMatrix(LinearOperatorMixin):
         return np.ascontiguousarray(self._impl.entries(idx, idx))
 
 
-def default_leaf_size() -> int:
-    """The leaf size HSSOptions starts with (options.hpp owns the number)."""
-    return int(_core.hss_defaults["leaf_size"])
-
-
 def _from_kernel(family, points, kernel, lengthscale, nugget, tol, leaf_size, clustering, seed, dtype):
     pts = as_points(points)
     kernel, lengthscale, nugget = check_kernel(kernel, lengthscale, nugget, pts)
-    tol = check_tol(tol)
-    leaf_size = default_leaf_size() if leaf_size is None else check_int(leaf_size, "leaf_size", 1)
+    options = hss_options(tol=tol, leaf_size=leaf_size, seed=seed)
     if clustering not in CLUSTERINGS:
         raise ValueError(f"clustering must be one of {CLUSTERINGS}, got {clustering!r}")
     fn = _FROM_KERNEL[family, _float_dtype(dtype)]
-    return fn(pts, kernel, lengthscale, nugget, tol, leaf_size, clustering, 10, check_seed(seed))
+    return fn(pts, kernel, lengthscale, nugget, options, clustering)
 
 
 def hss_from_kernel(
@@ -343,7 +338,6 @@ def hss_from_operator(
     >>> bool(np.linalg.norm(H @ b - K @ b) < 1e-7 * np.linalg.norm(K @ b))
     True
     """
-    defaults = _core.hss_defaults
     try:
         m, n = (check_int(v, "shape", 1) for v in shape)
     except TypeError:
@@ -364,14 +358,7 @@ def hss_from_operator(
         rmatvec if rmatvec is not None else matvec,
         entries,
         bool(symmetric),
-        check_tol(defaults["tol"] if tol is None else tol),
-        check_int(max_rank, "max_rank", 1, allow_none=True) or 0,
-        check_int(defaults["leaf_size"] if leaf_size is None else leaf_size, "leaf_size", 1),
-        check_int(defaults["oversampling"] if oversampling is None else oversampling, "oversampling", 2),
-        check_int(
-            defaults["initial_samples"] if initial_samples is None else initial_samples, "initial_samples", 1
-        ),
-        check_seed(seed),
+        hss_options(tol, max_rank, leaf_size, oversampling, initial_samples, seed),
     )
     return cls(impl)
 

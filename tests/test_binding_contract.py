@@ -570,11 +570,13 @@ def test_fuzzed_payloads_never_crash():
 
 # -- raw C++ classes ------------------------------------------------------------
 def _hss_args(A):
-    return (A, 1e-6, 0, 16, 10, 48, 0)
+    return (A, hsslin._core.HSSOptions())
 
 
 def _hodlr_args(A):
-    return (A, 1e-6, 0, 0.5, 1, 0, 16, 2, 0)
+    options = hsslin._core.HODLROptions()
+    options.tol = 1e-6
+    return (A, options)
 
 
 CORE = [("HSSMatrix", _hss_args), ("HODLRMatrix", _hodlr_args)]
@@ -606,37 +608,65 @@ def test_core_rejects_bad_layout(name, args, layout):
 
 
 @pytest.mark.parametrize(
-    "tol,leaf,over,samples",
+    "name,value",
     [
-        (0.0, 16, 10, 48),
-        (float("nan"), 16, 10, 48),
-        (1.0, 16, 10, 48),
-        (1e-6, 0, 10, 48),
-        (1e-6, 16, 1, 48),
-        (1e-6, 16, 10, 0),
+        ("tol", 0.0),
+        ("tol", float("nan")),
+        ("tol", 1.0),
+        ("leaf_size", 0),
+        ("oversampling", 1),
+        ("initial_samples", 0),
+        ("max_rank", -1),
     ],
 )
-def test_core_hss_options_checked(tol, leaf, over, samples):
-    A = make_matrix("cauchy", 50, 40)
-    with pytest.raises(ValueError):
-        hsslin._core.HSSMatrix64.compress(A, tol, 0, leaf, over, samples, 0)
+def test_core_hss_options_checked(name, value):
+    options = hsslin._core.HSSOptions()
+    with pytest.raises(ValueError, match=name):
+        setattr(options, name, value)
 
 
 @pytest.mark.parametrize(
-    "tol,rank,decay,min_rank,power",
+    "name,value",
     [
-        (0.0, 0, 0.5, 1, 2),
-        (1e-6, 0, 0.0, 1, 2),
-        (1e-6, 0, 0.5, 0, 2),
-        (1e-6, 0, 0.5, 1, 21),
-        (0.0, -3, 0.5, 1, 2),
-        (1e-6, 0, float("nan"), 1, 2),
+        ("tol", 0.0),
+        ("rank_decay", 0.0),
+        ("rank_decay", float("nan")),
+        ("min_rank", 0),
+        ("power_iterations", 21),
+        ("rank", -3),
     ],
 )
-def test_core_hodlr_options_checked(tol, rank, decay, min_rank, power):
-    A = make_matrix("cauchy", 50, 40)
-    with pytest.raises(ValueError):
-        hsslin._core.HODLRMatrix64.compress(A, tol, rank, decay, min_rank, 0, 16, power, 0)
+def test_core_hodlr_options_checked(name, value):
+    options = hsslin._core.HODLROptions()
+    with pytest.raises(ValueError, match=name):
+        setattr(options, name, value)
+
+
+def test_core_hodlr_options_take_a_tolerance_or_a_schedule():
+    options = hsslin._core.HODLROptions()
+    options.tol = 1e-6
+    with pytest.raises(ValueError, match="rank"):
+        options.rank = 4
+    options = hsslin._core.HODLROptions()
+    assert options.tol is None and options.rank is None
+    H = hsslin._core.HODLRMatrix64.compress(make_matrix("cauchy", 50, 40), options)
+    assert H.tol == hsslin._core.HODLROptions.default_tol
+
+
+@pytest.mark.parametrize(
+    "method,options",
+    [
+        (hsslin.HSSMatrix.from_dense, hsslin._core.HSSOptions()),
+        (hsslin.HODLRMatrix.from_dense, hsslin._core.HODLROptions()),
+    ],
+)
+def test_signature_defaults_are_the_cores(method, options):
+    # The options, their ranges and defaults are written once, in options.hpp.
+    import inspect
+
+    for name, parameter in inspect.signature(method).parameters.items():
+        if parameter.default is not inspect.Parameter.empty and hasattr(options, name):
+            assert parameter.default == getattr(options, name), name
 
 
 def test_core_apply_checks(operator):

@@ -372,8 +372,8 @@ def test_core_refuses_misaligned_arrays():
     P = hsslin.SparsePlusHSS.from_dense(A, density=0.1, rank=4, leaf_size=16)
     calls = [
         lambda: H._impl.apply(_misaligned(x), False),
-        lambda: _core.HSSMatrix64.compress(_misaligned(A), 1e-6, 0, 16, 10, 16, 0),
-        lambda: _core.HODLRMatrix64.compress(_misaligned(A), 0.0, 4, 0.5, 1, 0, 16, 1, 0),
+        lambda: _core.HSSMatrix64.compress(_misaligned(A), _core.HSSOptions()),
+        lambda: _core.HODLRMatrix64.compress(_misaligned(A), _core.HODLROptions()),
         lambda: S._impl.apply(_misaligned(x), False),
         lambda: _core.top_magnitude(_misaligned(A), 0.1, False),
         lambda: _core.CSRMatrix64(_misaligned(S.data), np.array(S.indices), np.array(S.indptr), S.shape),

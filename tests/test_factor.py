@@ -9,6 +9,7 @@ with cond(H)), and the original A, whose residual adds the compression error
 from __future__ import annotations
 
 import pickle
+import sys
 import threading
 import time
 
@@ -379,30 +380,44 @@ def test_nbytes_counts_the_factors():
 
 
 # -- the GIL -----------------------------------------------------------------------
-def python_runs_during(call) -> bool:
+def python_runs_during(call, tries: int = 5) -> bool:
     """True when the main thread executes Python while `call` runs in another thread.
 
     The worker stamps the start and end of `call`; the main thread stamps
     every turn of a Python loop. A call that holds the GIL throughout leaves
-    no stamp in the middle half of its window (the hand-over before and
-    after it takes microseconds, the call tens of milliseconds).
+    no stamp in the middle half of its window, however often it is tried: the
+    main thread cannot run Python without the GIL. A call that releases it
+    can still miss by scheduling alone (CI's first failure: the core's
+    threads filled every CPU, so the main thread was not scheduled during a
+    short call), so the call runs on one core thread, GIL hand-overs are made
+    quick (switch interval 0.1 ms), and it is tried up to `tries` times.
     """
-    window = []
+    threads, interval = hsslin.get_num_threads(), sys.getswitchinterval()
+    hsslin.set_num_threads(1)
+    sys.setswitchinterval(1e-4)
+    try:
+        for _ in range(tries):
+            window = []
 
-    def work():
-        t0 = time.perf_counter()
-        call()
-        window.extend((t0, time.perf_counter()))
+            def work(window=window):
+                t0 = time.perf_counter()
+                call()
+                window.extend((t0, time.perf_counter()))
 
-    stamps = []
-    worker = threading.Thread(target=work)
-    worker.start()
-    while worker.is_alive():
-        stamps.append(time.perf_counter())
-    worker.join()
-    t0, t1 = window
-    quarter = 0.25 * (t1 - t0)
-    return any(t0 + quarter < s < t1 - quarter for s in stamps)
+            stamps = []
+            worker = threading.Thread(target=work)
+            worker.start()
+            while worker.is_alive():
+                stamps.append(time.perf_counter())
+            worker.join()
+            t0, t1 = window
+            quarter = 0.25 * (t1 - t0)
+            if any(t0 + quarter < s < t1 - quarter for s in stamps):
+                return True
+        return False
+    finally:
+        hsslin.set_num_threads(threads)
+        sys.setswitchinterval(interval)
 
 
 @pytest.fixture(scope="module")
