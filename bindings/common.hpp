@@ -6,6 +6,7 @@
 #include <pybind11/pybind11.h>
 
 #include <string>
+#include <utility>
 
 #include "hsslin/dense.hpp"
 #include "register.hpp"
@@ -103,6 +104,55 @@ py::array_t<T> make_result(const py::array& like, Index rows, DenseView<T>& view
     view.col_stride = 1;
   }
   return out;
+}
+
+/// The operand `x` of a product or solve (called `name` in errors), checked
+/// to have `expected` rows, and a fresh result of `result_rows` rows in x's
+/// layout (see make_result).
+template <class T>
+std::pair<DenseView<const T>, py::array> operand_and_result(const py::array& x, Index expected,
+                                                            Index result_rows, DenseView<T>& out,
+                                                            const char* name = "x") {
+  const DenseView<const T> in = as_operand<T>(x, name);
+  if (in.rows != expected)
+    throw py::value_error(std::string(name) + " has " + std::to_string(in.rows) +
+                          " rows, expected " + std::to_string(expected));
+  py::array result = make_result<T>(x, result_rows, out);
+  return {in, std::move(result)};
+}
+
+/// y = op(A) x for any operator with rows(), cols() and apply(in, out,
+/// transpose), with the GIL released during the product.
+template <class A, class T>
+py::array apply_operator(const A& self, const py::array& x, bool transpose) {
+  DenseView<T> out;
+  auto [in, result] = operand_and_result<T>(x, transpose ? self.rows() : self.cols(),
+                                            transpose ? self.cols() : self.rows(), out);
+  {
+    py::gil_scoped_release release;
+    self.apply(in, out, transpose);
+  }
+  return result;
+}
+
+/// serialize() / deserialize(bytes) of a class with serialize() const and a
+/// static deserialize(std::string), both with the GIL released.
+template <class C, class... Extra>
+void def_serialization(py::class_<C, Extra...>& cls) {
+  cls.def("serialize",
+          [](const C& c) {
+            std::string blob;
+            {
+              py::gil_scoped_release release;
+              blob = c.serialize();
+            }
+            return py::bytes(blob);
+          })
+      .def_static("deserialize", [](const py::bytes& b) {
+        const std::string blob = b;
+        py::gil_scoped_release release;
+        return C::deserialize(blob);
+      });
 }
 
 /// Copies an Eigen matrix into a new C-ordered numpy array.

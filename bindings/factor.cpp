@@ -10,12 +10,8 @@ namespace {
 // Solves into a fresh array of b's layout; b was validated in Python.
 template <class F, class T>
 py::array solve_into(const F& f, const py::array& b, bool transpose) {
-  const DenseView<const T> in = as_operand<T>(b, "b");
-  if (in.rows != f.size())
-    throw py::value_error("b has " + std::to_string(in.rows) + " rows, expected " +
-                          std::to_string(f.size()));
   DenseView<T> out;
-  py::array result = make_result<T>(b, f.size(), out);
+  auto [in, result] = operand_and_result<T>(b, f.size(), f.size(), out, "b");
   {
     py::gil_scoped_release release;
     for (Index j = 0; j < in.cols; ++j)
@@ -29,14 +25,15 @@ py::array solve_into(const F& f, const py::array& b, bool transpose) {
 
 template <class F, class H, class T>
 void register_factor(py::module_& m, const char* name) {
-  py::class_<F>(m, name, py::module_local())
-      .def_static(
-          "factor",
-          [](const H& h, bool spd) {
-            py::gil_scoped_release release;
-            return F::factor(h, spd);
-          },
-          py::arg("H"), py::arg("spd"))
+  py::class_<F> cls(m, name, py::module_local());
+  def_serialization(cls);
+  cls.def_static(
+         "factor",
+         [](const H& h, bool spd) {
+           py::gil_scoped_release release;
+           return F::factor(h, spd);
+         },
+         py::arg("H"), py::arg("spd"))
       .def("solve", &solve_into<F, T>, py::arg("b"), py::arg("transpose"))
       .def("logdet",
            [](const F& f) {
@@ -45,21 +42,7 @@ void register_factor(py::module_& m, const char* name) {
            })
       .def_property_readonly("size", &F::size)
       .def_property_readonly("spd", &F::spd)
-      .def_property_readonly("nbytes", &F::nbytes)
-      .def("serialize",
-           [](const F& f) {
-             std::string blob;
-             {
-               py::gil_scoped_release release;
-               blob = f.serialize();
-             }
-             return py::bytes(blob);
-           })
-      .def_static("deserialize", [](const py::bytes& b) {
-        const std::string blob = b;
-        py::gil_scoped_release release;
-        return F::deserialize(blob);
-      });
+      .def_property_readonly("nbytes", &F::nbytes);
 }
 
 }  // namespace

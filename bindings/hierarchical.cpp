@@ -22,22 +22,6 @@ void check_query_shape(Index rows, Index cols) {
 }
 
 template <class H, class T>
-py::array apply_operator(const H& self, const py::array& x, bool transpose) {
-  const DenseView<const T> in = as_operand<T>(x, "x");
-  const Index expected = transpose ? self.rows() : self.cols();
-  if (in.rows != expected)
-    throw py::value_error("x has " + std::to_string(in.rows) + " rows, expected " +
-                          std::to_string(expected));
-  DenseView<T> out;
-  py::array result = make_result<T>(x, transpose ? self.cols() : self.rows(), out);
-  {
-    py::gil_scoped_release release;
-    self.apply(in, out, transpose);
-  }
-  return result;
-}
-
-template <class H, class T>
 py::array dense_of(const H& self, bool transpose) {
   const Index m = transpose ? self.cols() : self.rows();
   const Index n = transpose ? self.rows() : self.cols();
@@ -104,21 +88,6 @@ void register_hss(py::module_& m, const char* name) {
             return out;
           },
           py::arg("columns"))
-      .def("serialize",
-           [](const H& h) {
-             std::string blob;
-             {
-               py::gil_scoped_release release;
-               blob = h.serialize();
-             }
-             return py::bytes(blob);
-           })
-      .def_static("deserialize",
-                  [](const py::bytes& b) {
-                    const std::string blob = b;
-                    py::gil_scoped_release release;
-                    return H::deserialize(blob);
-                  })
       .def("parts",
            [](const H& h) {
              // Copies of node i's five factors (empty where the node has none).
@@ -135,6 +104,7 @@ void register_hss(py::module_& m, const char* name) {
              return nodes;
            })
       .def("copy", [](const H& h) { return H(h); });
+  def_serialization(cls);
   if constexpr (std::is_same_v<T, float>)
     cls.def(
         "to_float64",
@@ -176,17 +146,18 @@ LowRankBlock<T> block_from(const py::dict& d) {
 template <class T>
 void register_hodlr(py::module_& m, const char* name) {
   using H = HODLRMatrix<T>;
-  py::class_<H>(m, name, py::module_local())
-      .def_static(
-          "compress",
-          [](const py::array& A, const HODLROptions& options) {
-            const ConstRowMap<T> map = as_row_map<T>(A, "A");
-            py::gil_scoped_release release;
-            return H::compress(map, options);
-          },
-          py::arg("A"), py::arg("options"),
-          "Compresses A to options.tol, or to options.rank's schedule (the default tolerance "
-          "when neither is set)")
+  py::class_<H> cls(m, name, py::module_local());
+  def_serialization(cls);
+  cls.def_static(
+         "compress",
+         [](const py::array& A, const HODLROptions& options) {
+           const ConstRowMap<T> map = as_row_map<T>(A, "A");
+           py::gil_scoped_release release;
+           return H::compress(map, options);
+         },
+         py::arg("A"), py::arg("options"),
+         "Compresses A to options.tol, or to options.rank's schedule (the default tolerance "
+         "when neither is set)")
       .def_static(
           "nbytes_for",
           [](Index rows, Index cols, const HODLROptions& options) {
@@ -264,21 +235,6 @@ void register_hodlr(py::module_& m, const char* name) {
           },
           py::arg("rows"), py::arg("cols"), py::arg("levels"), py::arg("parts"),
           py::arg("rank_decay"), py::arg("leaf_size"), py::arg("error"))
-      .def("serialize",
-           [](const H& h) {
-             std::string blob;
-             {
-               py::gil_scoped_release release;
-               blob = h.serialize();
-             }
-             return py::bytes(blob);
-           })
-      .def_static("deserialize",
-                  [](const py::bytes& b) {
-                    const std::string blob = b;
-                    py::gil_scoped_release release;
-                    return H::deserialize(blob);
-                  })
       .def("copy", [](const H& h) { return H(h); });
 }
 

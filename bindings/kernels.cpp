@@ -104,14 +104,12 @@ void register_kernel_matrix(py::module_& m, const char* name) {
       .def(
           "apply",
           [](const K& k, const py::array& x) {
-            const DenseView<const T> in = as_operand<T>(x, "x");
-            if (in.rows != k.size())
-              throw py::value_error("x has " + std::to_string(in.rows) + " rows, expected " +
-                                    std::to_string(k.size()));
             DenseView<T> out;
-            py::array result = make_result<T>(x, k.size(), out);
-            py::gil_scoped_release release;
-            k.apply(in, out);
+            auto [in, result] = operand_and_result<T>(x, k.size(), k.size(), out);
+            {
+              py::gil_scoped_release release;
+              k.apply(in, out);
+            }
             return result;
           },
           py::arg("x"))

@@ -123,28 +123,13 @@ CSRMatrix<T> csr_from_arrays(const py::array& data, const py::array& indices,
 }
 
 template <class T>
-py::array apply_csr(const CSRMatrix<T>& self, const py::array& x, bool transpose) {
-  const DenseView<const T> in = as_operand<T>(x, "x");
-  const Index expected = transpose ? self.rows() : self.cols();
-  if (in.rows != expected)
-    throw py::value_error("x has " + std::to_string(in.rows) + " rows, expected " +
-                          std::to_string(expected));
-  DenseView<T> out;
-  py::array result = make_result<T>(x, transpose ? self.cols() : self.rows(), out);
-  {
-    py::gil_scoped_release release;
-    self.apply(in, out, transpose);
-  }
-  return result;
-}
-
-template <class T>
 void register_csr(py::module_& m, const char* name) {
   using S = CSRMatrix<T>;
-  py::class_<S>(m, name, py::module_local())
-      .def(py::init(&csr_from_arrays<T>), py::arg("data"), py::arg("indices"), py::arg("indptr"),
-           py::arg("shape"))
-      .def("apply", &apply_csr<T>, py::arg("x"), py::arg("transpose"))
+  py::class_<S> cls(m, name, py::module_local());
+  def_serialization(cls);
+  cls.def(py::init(&csr_from_arrays<T>), py::arg("data"), py::arg("indices"), py::arg("indptr"),
+          py::arg("shape"))
+      .def("apply", &apply_operator<S, T>, py::arg("x"), py::arg("transpose"))
       .def(
           "to_dense",
           [](const S& s, bool transpose) {
@@ -173,24 +158,9 @@ void register_csr(py::module_& m, const char* name) {
                                const S& s = self.cast<const S&>();
                                return view_of(s.indices(), s.nnz(), self);
                              })
-      .def_property_readonly("indptr",
-                             [](py::object self) {
-                               const S& s = self.cast<const S&>();
-                               return view_of(s.indptr(), s.rows() + 1, self);
-                             })
-      .def("serialize",
-           [](const S& s) {
-             std::string blob;
-             {
-               py::gil_scoped_release release;
-               blob = s.serialize();
-             }
-             return py::bytes(blob);
-           })
-      .def_static("deserialize", [](const py::bytes& b) {
-        const std::string blob = b;
-        py::gil_scoped_release release;
-        return S::deserialize(blob);
+      .def_property_readonly("indptr", [](py::object self) {
+        const S& s = self.cast<const S&>();
+        return view_of(s.indptr(), s.rows() + 1, self);
       });
 }
 

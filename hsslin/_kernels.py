@@ -17,7 +17,7 @@ import numpy as np
 
 from ._loader import core as _core
 from ._operator import LinearOperatorMixin
-from ._options import hss_options
+from ._options import given, hss_options
 from ._validation import check_int
 
 KERNELS = tuple(_core.kernel_names())
@@ -168,7 +168,7 @@ class KernelMatrix(LinearOperatorMixin):
 def _from_kernel(family, points, kernel, lengthscale, nugget, tol, leaf_size, clustering, seed, dtype):
     pts = as_points(points)
     kernel, lengthscale, nugget = check_kernel(kernel, lengthscale, nugget, pts)
-    options = hss_options(tol=tol, leaf_size=leaf_size, seed=seed)
+    options = hss_options(tol=tol, leaf_size=given(leaf_size), seed=seed)
     if clustering not in CLUSTERINGS:
         raise ValueError(f"clustering must be one of {CLUSTERINGS}, got {clustering!r}")
     fn = _FROM_KERNEL[family, _float_dtype(dtype)]
@@ -358,7 +358,9 @@ def hss_from_operator(
         rmatvec if rmatvec is not None else matvec,
         entries,
         bool(symmetric),
-        hss_options(tol, max_rank, leaf_size, oversampling, initial_samples, seed),
+        hss_options(
+            given(tol), max_rank, given(leaf_size), given(oversampling), given(initial_samples), seed
+        ),
     )
     return cls(impl)
 

@@ -23,26 +23,46 @@ HSS_DEFAULTS = _core.HSSOptions()
 HODLR_DEFAULTS = _core.HODLROptions()
 
 
+#: "Not given": the option keeps the core's default. (None is a value: it
+#: means "none" where an option allows it, such as ``max_rank``, and is a
+#: TypeError where a number is needed.)
+DEFAULT = object()
+
+
+def given(value):
+    """`value`, or :data:`DEFAULT` for None (for parameters whose None means "the default")."""
+    return DEFAULT if value is None else value
+
+
+def _checked(value, check, *args, **kwargs):
+    return DEFAULT if value is DEFAULT else check(value, *args, **kwargs)
+
+
 def _filled(options, values: dict):
     for name, value in values.items():
-        if value is not None:
+        if value is not DEFAULT and value is not None:
             setattr(options, name, value)
     return options
 
 
 def hss_options(
-    tol=None, max_rank=None, leaf_size=None, oversampling=None, initial_samples=None, seed=None
+    tol=DEFAULT,
+    max_rank=DEFAULT,
+    leaf_size=DEFAULT,
+    oversampling=DEFAULT,
+    initial_samples=DEFAULT,
+    seed=DEFAULT,
 ) -> _core.HSSOptions:
-    """HSSOptions with the given values set (None keeps the default)."""
+    """HSSOptions with the given values set (:data:`DEFAULT` keeps the default; max_rank=None: no cap)."""
     return _filled(
         _core.HSSOptions(),
         {
-            "tol": None if tol is None else check_tol(tol),
-            "max_rank": check_int(max_rank, "max_rank", 1, allow_none=True),
-            "leaf_size": check_int(leaf_size, "leaf_size", 1, allow_none=True),
-            "oversampling": check_int(oversampling, "oversampling", 2, allow_none=True),
-            "initial_samples": check_int(initial_samples, "initial_samples", 1, allow_none=True),
-            "seed": None if seed is None else check_seed(seed),
+            "tol": _checked(tol, check_tol),
+            "max_rank": _checked(max_rank, check_int, "max_rank", 1, allow_none=True),
+            "leaf_size": _checked(leaf_size, check_int, "leaf_size", 1),
+            "oversampling": _checked(oversampling, check_int, "oversampling", 2),
+            "initial_samples": _checked(initial_samples, check_int, "initial_samples", 1),
+            "seed": _checked(seed, check_seed),
         },
     )
 
@@ -50,17 +70,18 @@ def hss_options(
 def hodlr_options(
     tol=None,
     rank=None,
-    rank_decay=None,
-    min_rank=None,
-    max_rank=None,
-    leaf_size=None,
-    power_iterations=None,
-    seed=None,
+    rank_decay=DEFAULT,
+    min_rank=DEFAULT,
+    max_rank=DEFAULT,
+    leaf_size=DEFAULT,
+    power_iterations=DEFAULT,
+    seed=DEFAULT,
 ) -> _core.HODLROptions:
-    """HODLROptions with the given values set (None keeps the default).
+    """HODLROptions with the given values set (:data:`DEFAULT` keeps the default).
 
-    A tolerance and a rank schedule exclude each other; with neither, the
-    core builds to ``HODLR_DEFAULTS.default_tol``.
+    A tolerance and a rank schedule exclude each other; with neither (both
+    None), the core builds to ``HODLR_DEFAULTS.default_tol``. max_rank=None:
+    no cap.
     """
     if tol is not None and rank is not None:
         raise ValueError("give either tol or rank (a rank schedule), not both")
@@ -69,11 +90,11 @@ def hodlr_options(
         {
             "tol": None if tol is None else check_tol(tol),
             "rank": check_int(rank, "rank", 1, allow_none=True),
-            "rank_decay": None if rank_decay is None else check_rank_decay(rank_decay),
-            "min_rank": check_int(min_rank, "min_rank", 1, allow_none=True),
-            "max_rank": check_int(max_rank, "max_rank", 1, allow_none=True),
-            "leaf_size": check_int(leaf_size, "leaf_size", 1, allow_none=True),
-            "power_iterations": check_int(power_iterations, "power_iterations", 0, allow_none=True),
-            "seed": None if seed is None else check_seed(seed),
+            "rank_decay": _checked(rank_decay, check_rank_decay),
+            "min_rank": _checked(min_rank, check_int, "min_rank", 1),
+            "max_rank": _checked(max_rank, check_int, "max_rank", 1, allow_none=True),
+            "leaf_size": _checked(leaf_size, check_int, "leaf_size", 1),
+            "power_iterations": _checked(power_iterations, check_int, "power_iterations", 0),
+            "seed": _checked(seed, check_seed),
         },
     )
