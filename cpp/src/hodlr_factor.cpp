@@ -193,7 +193,7 @@ Index HODLRFactor<T>::nbytes() const {
 template <class T>
 std::string HODLRFactor<T>::serialize() const {
   ByteWriter w;
-  detail::write_factor_header(w, tree_, spd_, logdet_);
+  write_header(w);
   for (const DenseFactor<T>& d : leaves_) d.write(w);
   for (const Inner& in : inner_) {
     for (const Matrix<T>* M : {&in.U12, &in.U21, &in.V12, &in.V21}) w.put_matrix(*M);
@@ -205,11 +205,8 @@ std::string HODLRFactor<T>::serialize() const {
 template <class T>
 HODLRFactor<T> HODLRFactor<T>::deserialize(const std::string& blob) {
   ByteReader r(blob, ObjectKind::HODLRFactor);
-  detail::FactorHeader h = detail::read_factor_header(r, sizeof(T));
   HODLRFactor F;
-  F.tree_ = std::move(h.tree);
-  F.spd_ = h.spd;
-  F.logdet_ = h.logdet;
+  F.read_header(r, sizeof(T));
   const Index n = F.size();  // bounds every stored block's shape
   const Index inner = F.tree_.leaf_begin();
   F.leaves_.assign(size_t(F.tree_.leaf_end() - inner), DenseFactor<T>{});

@@ -361,22 +361,25 @@ HSSMatrix<T> HSSMatrix<T>::compress(const MatrixSource<T>& A, const HSSOptions& 
       }
       const Index wanted = std::max(2 * d, build.max_rank_estimate() + p);
       const Index grown = std::min(max_samples, wanted);
-      Matrix<T> extra(n, grown - d), Yx;
-      omega_stream.fill(extra, d);
-      A.multiply(extra, Yx);
-      Omega.conservativeResize(n, grown);
-      Omega.rightCols(grown - d) = extra;
-      Y.conservativeResize(m, grown);
-      Y.rightCols(grown - d) = Yx;
-      if (!H.symmetric_) {
-        Matrix<T> extra_psi(m, grown - d), Zx;
-        psi_stream.fill(extra_psi, d);
-        A.multiply_transpose(extra_psi, Zx);
-        Psi.conservativeResize(m, grown);
-        Psi.rightCols(grown - d) = extra_psi;
-        Z.conservativeResize(n, grown);
-        Z.rightCols(grown - d) = Zx;
-      }
+      // Columns d..grown of a random block (the stream continues where it
+      // stopped, so the samples are those a larger first draw would give) and
+      // of its product with A or A^T.
+      const auto grow = [&](const GaussianStream& stream, Matrix<T>& R, Matrix<T>& S,
+                            bool transpose) {
+        Matrix<T> extra(R.rows(), grown - d), product;
+        stream.fill(extra, d);
+        if (transpose) {
+          A.multiply_transpose(extra, product);
+        } else {
+          A.multiply(extra, product);
+        }
+        R.conservativeResize(Eigen::NoChange, grown);
+        R.rightCols(grown - d) = extra;
+        S.conservativeResize(product.rows(), grown);
+        S.rightCols(grown - d) = product;
+      };
+      grow(omega_stream, Omega, Y, false);
+      if (!H.symmetric_) grow(psi_stream, Psi, Z, true);
       d = grown;
       continue;
     }

@@ -378,11 +378,11 @@ HODLRMatrix<T> hodlr_from_hss(const HSSMatrix<T>& H, double tol) {
   return HODLRMatrix<T>::from_parts(tree, std::move(nodes), options, error);
 }
 
-template HODLRMatrix<float> hodlr_from_hss(const HSSMatrix<float>&, double);
-template HODLRMatrix<double> hodlr_from_hss(const HSSMatrix<double>&, double);
-template HSSMatrix<float> HSSMatrix<float>::from_kernel(const KernelMatrix<float>&,
-                                                        const GeometricTree&, const HSSOptions&);
-template HSSMatrix<double> HSSMatrix<double>::from_kernel(const KernelMatrix<double>&,
-                                                          const GeometricTree&, const HSSOptions&);
+#define HSSLIN_INSTANTIATE(T)                                                                   \
+  template HODLRMatrix<T> hodlr_from_hss(const HSSMatrix<T>&, double);                          \
+  template HSSMatrix<T> HSSMatrix<T>::from_kernel(const KernelMatrix<T>&, const GeometricTree&, \
+                                                  const HSSOptions&);
+HSSLIN_INSTANTIATE(float)
+HSSLIN_INSTANTIATE(double)
 
 }  // namespace hsslin

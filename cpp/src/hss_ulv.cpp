@@ -434,7 +434,7 @@ Index HSSULV<T>::nbytes() const {
 template <class T>
 std::string HSSULV<T>::serialize() const {
   ByteWriter w;
-  detail::write_factor_header(w, tree_, spd_, logdet_);
+  write_header(w);
   for (const NodeFactor& nf : nodes_) {
     w.put<std::int64_t>(nf.m);
     w.put<std::int64_t>(nf.k);
@@ -448,11 +448,8 @@ std::string HSSULV<T>::serialize() const {
 template <class T>
 HSSULV<T> HSSULV<T>::deserialize(const std::string& blob) {
   ByteReader r(blob, ObjectKind::HSSFactor);
-  detail::FactorHeader h = detail::read_factor_header(r, sizeof(T));
   HSSULV F;
-  F.tree_ = std::move(h.tree);
-  F.spd_ = h.spd;
-  F.logdet_ = h.logdet;
+  F.read_header(r, sizeof(T));
   const Index n = F.size();  // bounds every stored block's shape
   F.nodes_.assign(size_t(F.tree_.size()), NodeFactor{});
   for (NodeFactor& nf : F.nodes_) {
@@ -508,8 +505,7 @@ void HSSULV<T>::check_structure() const {
   }
 }
 
-#define HSSLIN_INSTANTIATE_HSS_ULV(T) template class HSSULV<T>;
-HSSLIN_INSTANTIATE_HSS_ULV(float)
-HSSLIN_INSTANTIATE_HSS_ULV(double)
+template class HSSULV<float>;
+template class HSSULV<double>;
 
 }  // namespace hsslin

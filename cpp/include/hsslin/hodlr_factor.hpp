@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "hsslin/factorization.hpp"
+#include "hsslin/factor_io.hpp"
 #include "hsslin/hodlr.hpp"
 
 namespace hsslin {
@@ -24,7 +24,7 @@ namespace hsslin {
 /// Blocks the HODLR matrix keeps dense enter as U = block, V = I (or
 /// U = I, V = block^T, whichever is thinner).
 template <class T>
-class HODLRFactor {
+class HODLRFactor : public TreeFactorization {
  public:
   HODLRFactor() = default;
   /// Factors H (square). With spd, leaves are factored by Cholesky and every
@@ -32,11 +32,8 @@ class HODLRFactor {
   /// leaves, is what a symmetric H being positive definite means).
   static HODLRFactor factor(const HODLRMatrix<T>& H, bool spd);
 
-  Index size() const { return tree_.rows(); }
-  bool spd() const { return spd_; }
   /// X <- H^{-1} X, or H^{-T} X (X is size() x k, row- or column-major).
   void solve(const DenseView<T>& X, bool transpose) const;
-  LogDet logdet() const { return logdet_; }
   Index nbytes() const;
 
   std::string serialize() const;
@@ -55,11 +52,8 @@ class HODLRFactor {
   bool parallel(Index k) const;
   void check_structure() const;
 
-  ClusterTree tree_;
   std::vector<DenseFactor<T>> leaves_;  ///< leaf leaf_begin() + j
   std::vector<Inner> inner_;            ///< inner node p
-  LogDet logdet_;
-  bool spd_ = false;
 };
 
 }  // namespace hsslin

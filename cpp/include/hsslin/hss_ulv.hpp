@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "hsslin/factorization.hpp"
+#include "hsslin/factor_io.hpp"
 #include "hsslin/hss.hpp"
 
 namespace hsslin {
@@ -37,19 +37,15 @@ namespace hsslin {
 /// transposed products in the reverse order. Costs: O(N r^2) to factor,
 /// O(N r) per right-hand side to solve, for ranks r and leaves of O(r).
 template <class T>
-class HSSULV {
+class HSSULV : public TreeFactorization {
  public:
   HSSULV() = default;
   /// Factors H (square). `spd` needs H.symmetric() and a positive definite H.
   /// Throws FactorizationError for a singular (or, with spd, indefinite) H.
   static HSSULV factor(const HSSMatrix<T>& H, bool spd);
 
-  Index size() const { return tree_.rows(); }
-  bool spd() const { return spd_; }
   /// X <- H^{-1} X, or H^{-T} X (X is size() x k, row- or column-major).
   void solve(const DenseView<T>& X, bool transpose) const;
-  /// sign and log|det H|, from the pivots and the orthogonal transforms.
-  LogDet logdet() const { return logdet_; }
   /// Every stored byte: the transforms, couplings, the root's factors, the tree.
   Index nbytes() const;
 
@@ -77,11 +73,8 @@ class HSSULV {
   bool parallel(Index k) const;
   void check_structure() const;
 
-  ClusterTree tree_;
   std::vector<NodeFactor> nodes_;
   DenseFactor<T> root_;  ///< the root's local system
-  LogDet logdet_;
-  bool spd_ = false;
 };
 
 }  // namespace hsslin
