@@ -297,13 +297,8 @@ def main(argv=None):
         "",
         "![RPCA on MiniLM and on the weight-like matrix](bench_rpca.png)",
         "",
-        "## Machine",
-        "",
-        *[f"- {k}: {v}" for k, v in info.items()],
-        "",
     ]
-    with open(args.md, "w") as f:
-        f.write("\n".join(md))
+    tm.write_report(args.md, md, info)
     print(f"\nwrote {args.md} and {args.png} in {total / 60:.1f} min")
 
 
