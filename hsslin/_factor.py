@@ -16,6 +16,7 @@ import scipy.sparse.linalg
 
 from ._io import Kind, Persistent, register_container, register_core
 from ._loader import core as _core
+from ._operator import ShapeAndDtype
 from ._validation import as_operand
 
 FactorizationError = _core.FactorizationError
@@ -151,7 +152,7 @@ class _HODLRFactor(_CoreFactor):
     _impls = _CORE["hodlr"]
 
 
-class Factorization(Persistent):
+class Factorization(ShapeAndDtype, Persistent):
     """A factorization of a square hierarchical matrix, made by ``H.factor()``.
 
     Solves ``A x = b`` (or ``A^T x = b``) for one or several right-hand
@@ -186,16 +187,6 @@ class Factorization(Persistent):
         if permutation is not None:
             self._perm = np.asarray(permutation, dtype=np.int64)
             self._perm.setflags(write=False)
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        """(n, n) of the factored matrix."""
-        return self._shape
-
-    @property
-    def dtype(self) -> np.dtype:
-        """float32 or float64: the precision the factors are stored and applied in."""
-        return self._dtype
 
     @property
     def method(self) -> str:
