@@ -9,7 +9,10 @@ reasoning behind each bound is written once, here.
 
 from __future__ import annotations
 
+import copy
+import gc
 import os
+import pickle
 
 import numpy as np
 import pytest
@@ -251,6 +254,42 @@ def tree_nodes(m: int, n: int, levels: int) -> list[tuple[int, int, int, int]]:
         nodes.append((r0, rm, c0, cm))
         nodes.append((rm, r1, cm, c1))
     return nodes
+
+
+# -- persistence of the tree formats ----------------------------------------------
+def assert_same_tree(H, G, attrs=(), rank_attrs=("ranks",)) -> None:
+    """G is an exact copy of the tree-format matrix H.
+
+    Same type, shape, dtype and depth, bitwise the same dense values and
+    serialization, the same nbytes, equal `attrs` and equal per-level rank
+    arrays for each of `rank_attrs`.
+    """
+    assert type(G) is type(H)
+    assert G.shape == H.shape and G.dtype == H.dtype and G.levels == H.levels
+    assert np.array_equal(G.to_dense(), H.to_dense())
+    assert G.to_bytes() == H.to_bytes()
+    assert G.nbytes == H.nbytes
+    for name in attrs:
+        assert getattr(G, name) == getattr(H, name), name
+    for name in rank_attrs:
+        got, want = getattr(G, name), getattr(H, name)
+        assert len(got) == len(want), name
+        for a, b in zip(got, want):
+            assert np.array_equal(a, b), name
+
+
+def assert_copies_exact(build, same) -> None:
+    """Pickling and every copy of ``build()`` pass ``same(H, G)``, own their storage and outlive H."""
+    H = build()
+    for G in (pickle.loads(pickle.dumps(H)), H.copy(), copy.copy(H), copy.deepcopy(H)):
+        same(H, G)
+        assert G is not H and G._impl is not H._impl
+    # A copy survives the original.
+    C = H.copy()
+    D = H.to_dense()
+    del H
+    gc.collect()
+    assert np.array_equal(C.to_dense(), D)
 
 
 @pytest.fixture
