@@ -19,6 +19,8 @@ import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
+import hsslin
+
 # -- hypothesis profiles --------------------------------------------------------
 # "default" keeps the whole suite at a few minutes on a 2-core machine; "ci"
 # runs more examples. Both are derandomized, so a run's examples are the same
@@ -254,6 +256,56 @@ def tree_nodes(m: int, n: int, levels: int) -> list[tuple[int, int, int, int]]:
         nodes.append((r0, rm, c0, cm))
         nodes.append((rm, r1, cm, c1))
     return nodes
+
+
+# -- one operator of every format, for the protocol and device tests ------------------
+SPIKED_SHAPE = (100, 77)  # rectangular, not powers of two; HSS keeps a 3-level tree at leaf 16
+
+
+def spiked_cauchy(dtype, m: int = SPIKED_SHAPE[0], n: int = SPIKED_SHAPE[1]) -> np.ndarray:
+    """Cauchy (compressible) plus a few heavy entries for the sparse parts."""
+    W = make_matrix("cauchy", m, n, dtype)
+    W[3, 5] += 40.0
+    W[30, 2] -= 25.0
+    return W
+
+
+def sparse_plus_hss_maker(hierarchy: str, perms: str):
+    """W -> SparsePlusHSS of W's parts with `hierarchy` and row/column permutations per `perms`.
+
+    `perms` is "none", "rows", "cols" or "both"; the permutations are random
+    (seeded), not RCM orders, so every combination is exercised.
+    """
+
+    def make(W):
+        m, n = W.shape
+        kw = dict(rank=4) if hierarchy == "hodlr" else dict(tol=1e-4)
+        A = hsslin.SparsePlusHSS.from_dense(
+            W, density=0.05, leaf_size=16, hierarchy=hierarchy, permutation=None, **kw
+        )
+        rng = np.random.default_rng(5)
+        rp = rng.permutation(m) if perms in ("rows", "both") else None
+        cp = rng.permutation(n) if perms in ("cols", "both") else None
+        return hsslin.SparsePlusHSS(A.S, A.H, rp, cp)
+
+    return make
+
+
+#: name -> W -> operator of that format built from W.
+OPERATOR_MAKERS = {
+    "hss": lambda W: hsslin.HSSMatrix.from_dense(W, tol=1e-5, leaf_size=16),
+    "hss-dense": lambda W: hsslin.HSSMatrix.from_dense(W, leaf_size=128),  # one block
+    "hodlr": lambda W: hsslin.HODLRMatrix.from_dense(W, tol=1e-5, leaf_size=16),
+    "csr": lambda W: hsslin.CSRMatrix.from_dense(W, density=0.2),
+    "lowrank": lambda W: hsslin.LowRankMatrix.from_dense(W, rank=4),
+    "sparse+svd": lambda W: hsslin.SparsePlusLowRank.from_dense(W, density=0.05, rank=3),
+    **{
+        f"sparse+{h}-{p}": sparse_plus_hss_maker(h, p)
+        for h in ("hodlr", "hss")
+        for p in ("none", "rows", "cols", "both")
+    },
+    "sparse+hodlr+rcm": lambda W: hsslin.SparsePlusHSS.from_dense(W, density=0.05, rank=4, leaf_size=16),
+}
 
 
 # -- persistence of the tree formats ----------------------------------------------
