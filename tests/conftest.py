@@ -13,6 +13,9 @@ import copy
 import gc
 import os
 import pickle
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -342,6 +345,19 @@ def assert_copies_exact(build, same) -> None:
     del H
     gc.collect()
     assert np.array_equal(C.to_dense(), D)
+
+
+def run_python(code: str, timeout: float = 300, **env) -> subprocess.CompletedProcess:
+    """Runs `code` (dedented) in a fresh interpreter with `env` added to the environment; output captured."""
+    full_env = dict(os.environ)
+    full_env.update(env)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture
