@@ -360,6 +360,24 @@ def run_python(code: str, timeout: float = 300, **env) -> subprocess.CompletedPr
     )
 
 
+def tiny_llama(seed: int = 0, **config):
+    """A small randomly initialized LlamaForCausalLM (eval mode), seeded; `config` overrides the sizes."""
+    import torch
+    import transformers
+
+    sizes = dict(
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=256,
+        max_position_embeddings=64,
+    )
+    torch.manual_seed(seed)
+    return transformers.LlamaForCausalLM(transformers.LlamaConfig(**{**sizes, **config})).eval()
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(12345)
