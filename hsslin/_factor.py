@@ -14,7 +14,7 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse.linalg
 
-from ._io import Kind, Persistent, register_container, register_core
+from ._io import CorePersistent, Kind, Persistent, register_container, register_core
 from ._loader import core as _core
 from ._operator import ShapeAndDtype
 from ._validation import as_operand
@@ -119,7 +119,7 @@ class _DenseFactor(Persistent):
         return cls(None, spd, (lu,) if spd else (lu, piv))
 
 
-class _CoreFactor(Persistent):
+class _CoreFactor(CorePersistent):
     """A factorization the C++ core computed, wrapped so files can hold it."""
 
     _impls: dict = {}  # dtype -> C++ class, set by each subclass
@@ -128,10 +128,6 @@ class _CoreFactor(Persistent):
         self.dtype = {t: d for d, t in self._impls.items()}[type(impl)]
         self._impl = impl
         self.size, self.spd = int(impl.size), bool(impl.spd)
-
-    @classmethod
-    def _from_impl(cls, impl):
-        return cls(impl)
 
     @property
     def nbytes(self) -> int:
