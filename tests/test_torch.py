@@ -65,11 +65,8 @@ def _one_torch_thread():
 
 
 @pytest.fixture(scope="module")
-def minilm():
-    try:
-        path = ht.minilm_path()
-    except ImportError as exc:
-        pytest.skip(str(exc))
+def minilm(minilm_dir):
+    path = minilm_dir
     tokenizer = transformers.AutoTokenizer.from_pretrained(path)
     model = transformers.AutoModel.from_pretrained(path).eval()
     return path, model, tokenizer

@@ -31,14 +31,6 @@ def _one_torch_thread():
     torch.set_num_threads(old)
 
 
-@pytest.fixture(scope="module")
-def minilm_dir():
-    try:
-        return ht.minilm_path()
-    except ImportError as exc:
-        pytest.skip(str(exc))
-
-
 @pytest.fixture()
 def sentences_file(tmp_path):
     path = tmp_path / "sentences.txt"
