@@ -586,37 +586,32 @@ def test_core_rejects_bad_layout(name, args, layout):
         getattr(hsslin._core, name + "64").compress(*args(bad))
 
 
-@pytest.mark.parametrize(
-    "name,value",
-    [
-        ("tol", 0.0),
-        ("tol", float("nan")),
-        ("tol", 1.0),
-        ("leaf_size", 0),
-        ("oversampling", 1),
-        ("initial_samples", 0),
-        ("max_rank", -1),
-    ],
-)
-def test_core_hss_options_checked(name, value):
-    options = hsslin._core.HSSOptions()
-    with pytest.raises(ValueError, match=name):
-        setattr(options, name, value)
+_BAD_HSS_OPTIONS = [
+    ("tol", 0.0),
+    ("tol", float("nan")),
+    ("tol", 1.0),
+    ("leaf_size", 0),
+    ("oversampling", 1),
+    ("initial_samples", 0),
+    ("max_rank", -1),
+]
+_BAD_HODLR_OPTIONS = [
+    ("tol", 0.0),
+    ("rank_decay", 0.0),
+    ("rank_decay", float("nan")),
+    ("min_rank", 0),
+    ("power_iterations", 21),
+    ("rank", -3),
+]
 
 
 @pytest.mark.parametrize(
-    "name,value",
-    [
-        ("tol", 0.0),
-        ("rank_decay", 0.0),
-        ("rank_decay", float("nan")),
-        ("min_rank", 0),
-        ("power_iterations", 21),
-        ("rank", -3),
-    ],
+    "options_class,name,value",
+    [("HSSOptions", *bad) for bad in _BAD_HSS_OPTIONS]
+    + [("HODLROptions", *bad) for bad in _BAD_HODLR_OPTIONS],
 )
-def test_core_hodlr_options_checked(name, value):
-    options = hsslin._core.HODLROptions()
+def test_core_options_checked(options_class, name, value):
+    options = getattr(hsslin._core, options_class)()
     with pytest.raises(ValueError, match=name):
         setattr(options, name, value)
 
