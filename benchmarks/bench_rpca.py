@@ -151,7 +151,7 @@ def run_minilm(weights, threads):
 def stats(h, m, n):
     """(rank / min(m, n), nnz / (m n), residual, bytes of L + S in float32 CSR / dense bytes)."""
     L_bytes = hsslin.LowRankMatrix.bytes_for(m, n, h["rank"], 4)
-    S_bytes = hsslin.CSRMatrix.bytes_for(m, h["nnz"], 4)
+    S_bytes = hsslin.CSRMatrix.nbytes_for(m, h["nnz"], np.float32)
     return (h["rank"] / min(m, n), h["nnz"] / (m * n), h["residual"], (L_bytes + S_bytes) / (4 * m * n))
 
 
