@@ -16,7 +16,8 @@ What is here, and why (see DESIGN.md, "Measuring"):
   this makes that visible instead of silent).
 * :func:`machine_info` collects what a results file must state: CPU model,
   cores, memory, numpy/scipy/BLAS versions and threading, date, git commit.
-* :func:`render_table` prints the same rows as aligned text or Markdown.
+* :func:`render_table` prints the same rows as aligned text or Markdown;
+  :func:`write_report` writes a results file ending in its "## Machine" list.
 
 Only numpy and the standard library are required; threadpoolctl is used
 when installed (``pip install .[bench]``).
@@ -372,3 +373,10 @@ def render_table(headers: Sequence[str], rows: Sequence[Sequence[object]], markd
     out = [line(cells[0]), "  ".join("-" * w for w in widths)]
     out += [line(r) for r in cells[1:]]
     return "\n".join(out)
+
+
+def write_report(path: str, lines: Sequence[str], info: Mapping[str, str]) -> None:
+    """Writes a results file: ``lines`` then a "## Machine" section listing ``info``."""
+    md = [*lines, "## Machine", "", *[f"- {k}: {v}" for k, v in info.items()], ""]
+    with open(path, "w") as f:
+        f.write("\n".join(md))

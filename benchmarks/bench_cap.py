@@ -143,13 +143,8 @@ def main(argv=None):
         "Compression time includes the Gram pass over the calibration batches; for CAP also the",
         "90 robust PCAs and the policy's forward passes (3 iterations × one pass over the batches).",
         "",
-        "## Machine",
-        "",
-        *[f"- {k}: {v}" for k, v in info.items()],
-        "",
     ]
-    with open(args.md, "w") as f:
-        f.write("\n".join(md))
+    tm.write_report(args.md, md, info)
     print(f"wrote {args.md}")
 
 

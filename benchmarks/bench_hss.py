@@ -46,6 +46,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _timing as T  # noqa: E402
+from _common import cauchy, gaussian_kernel  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -67,23 +68,6 @@ TARGET_TOL = 1e-6  # the targets are defined at this tolerance
 # ---------------------------------------------------------------------------
 # matrices (built in place: N=16384 is 2 GiB per dense copy)
 # ---------------------------------------------------------------------------
-
-
-def gaussian_kernel(n: int, seed: int, h: float = 0.05, shift: float = 1e-2) -> np.ndarray:
-    x = np.sort(np.random.default_rng(seed).uniform(0.0, 1.0, n))
-    A = np.subtract.outer(x, x)
-    np.square(A, out=A)
-    A *= -1.0 / (2.0 * h * h)
-    np.exp(A, out=A)
-    A.flat[:: n + 1] += shift
-    return A
-
-
-def cauchy(n: int, seed: int) -> np.ndarray:
-    i = np.arange(n, dtype=np.float64)
-    A = np.subtract.outer((i + 0.5) / n, i / n)  # never zero: (i - j + 0.5) / n
-    np.reciprocal(A, out=A)
-    return A
 
 
 def iid_gaussian(n: int, seed: int) -> np.ndarray:

@@ -151,7 +151,7 @@ def run_minilm(weights, threads):
 def stats(h, m, n):
     """(rank / min(m, n), nnz / (m n), residual, bytes of L + S in float32 CSR / dense bytes)."""
     L_bytes = hsslin.LowRankMatrix.bytes_for(m, n, h["rank"], 4)
-    S_bytes = hsslin.CSRMatrix.bytes_for(m, h["nnz"], 4)
+    S_bytes = hsslin.CSRMatrix.nbytes_for(m, h["nnz"], np.float32)
     return (h["rank"] / min(m, n), h["nnz"] / (m * n), h["residual"], (L_bytes + S_bytes) / (4 * m * n))
 
 
@@ -297,13 +297,8 @@ def main(argv=None):
         "",
         "![RPCA on MiniLM and on the weight-like matrix](bench_rpca.png)",
         "",
-        "## Machine",
-        "",
-        *[f"- {k}: {v}" for k, v in info.items()],
-        "",
     ]
-    with open(args.md, "w") as f:
-        f.write("\n".join(md))
+    tm.write_report(args.md, md, info)
     print(f"\nwrote {args.md} and {args.png} in {total / 60:.1f} min")
 
 

@@ -271,13 +271,8 @@ def main(argv=None):
         "",
         tm.render_table(["run", "stage", "time", "share", "calls"], prof_rows, markdown=True),
         "",
-        "## Machine",
-        "",
-        *[f"- {k}: {v}" for k, v in info.items()],
-        "",
     ]
-    with open(args.md, "w") as f:
-        f.write("\n".join(md))
+    tm.write_report(args.md, md, info)
     print(f"wrote {args.md}")
 
 

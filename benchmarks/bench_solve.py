@@ -53,6 +53,7 @@ import scipy.linalg as sl  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _timing as T  # noqa: E402
+from _common import cauchy, gaussian_kernel  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOL = 1e-6
@@ -74,24 +75,6 @@ RANDOM_N = 4096
 # ---------------------------------------------------------------------------
 # matrices
 # ---------------------------------------------------------------------------
-
-
-def gaussian_kernel(n: int, seed: int = 0, h: float = 0.05, shift: float = 1e-2) -> np.ndarray:
-    """bench_hss.py's Gaussian family, built in place."""
-    x = np.sort(np.random.default_rng(seed).uniform(0.0, 1.0, n))
-    A = np.subtract.outer(x, x)
-    np.square(A, out=A)
-    A *= -1.0 / (2.0 * h * h)
-    np.exp(A, out=A)
-    A.flat[:: n + 1] += shift
-    return A
-
-
-def cauchy(n: int, seed: int = 0) -> np.ndarray:
-    i = np.arange(n, dtype=np.float64)
-    A = np.subtract.outer((i + 0.5) / n, i / n)
-    np.reciprocal(A, out=A)
-    return A
 
 
 MAKERS = {"Gaussian": gaussian_kernel, "Cauchy": cauchy}

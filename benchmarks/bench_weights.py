@@ -473,13 +473,8 @@ def main(argv=None):
         "",
         "![error vs bytes](bench_weights.png)",
         "",
-        "## Machine",
-        "",
-        *[f"- {k}: {v}" for k, v in info.items()],
-        "",
     ]
-    with open(args.md, "w") as f:
-        f.write("\n".join(md))
+    tm.write_report(args.md, md, info)
     print(f"\nwrote {args.md} and {args.png} in {total_s / 60:.1f} min")
 
 

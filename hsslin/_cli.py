@@ -317,6 +317,15 @@ _THREADS_HELP = (
 )
 
 
+def _add_model_dir(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "model_dir",
+        metavar="MODEL_DIR",
+        type=_model_folder,
+        help="local model folder (config.json, ...), or smollm2 / minilm (shipped in PyPI packages)",
+    )
+
+
 def _add_model_options(p: argparse.ArgumentParser, calibration: bool) -> None:
     p.add_argument(
         "--method",
@@ -356,12 +365,7 @@ def _add_compress(sub) -> None:
         "the compressed layers (factors.safetensors, manifest.json) to --out. With no options: "
         f"{_defaults.METHOD}, calibrated, {_defaults.BUDGET:g} of the Q/K/V bytes.",
     )
-    p.add_argument(
-        "model_dir",
-        metavar="MODEL_DIR",
-        type=_model_folder,
-        help="local model folder (config.json, ...), or smollm2 / minilm (shipped in PyPI packages)",
-    )
+    _add_model_dir(p)
     p.add_argument(
         "--out", required=True, metavar="OUT_DIR", type=_out_folder, help="folder to write (new or empty)"
     )
@@ -399,12 +403,7 @@ def _add_eval(sub) -> None:
         description="Perplexity of a causal language model on a text (--text), or the cosine between a "
         "model's sentence embeddings and those of its compressed layers (--sentences).",
     )
-    p.add_argument(
-        "model_dir",
-        metavar="MODEL_DIR",
-        type=_model_folder,
-        help="local model folder (config.json, ...), or smollm2 / minilm (shipped in PyPI packages)",
-    )
+    _add_model_dir(p)
     p.add_argument(
         "--compressed",
         metavar="OUT_DIR",

@@ -14,8 +14,9 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse.linalg
 
-from ._io import Kind, Persistent, register_container, register_core
+from ._io import CorePersistent, Kind, Persistent, register_container, register_core
 from ._loader import core as _core
+from ._operator import ShapeAndDtype
 from ._validation import as_operand
 
 FactorizationError = _core.FactorizationError
@@ -118,7 +119,7 @@ class _DenseFactor(Persistent):
         return cls(None, spd, (lu,) if spd else (lu, piv))
 
 
-class _CoreFactor(Persistent):
+class _CoreFactor(CorePersistent):
     """A factorization the C++ core computed, wrapped so files can hold it."""
 
     _impls: dict = {}  # dtype -> C++ class, set by each subclass
@@ -127,10 +128,6 @@ class _CoreFactor(Persistent):
         self.dtype = {t: d for d, t in self._impls.items()}[type(impl)]
         self._impl = impl
         self.size, self.spd = int(impl.size), bool(impl.spd)
-
-    @classmethod
-    def _from_impl(cls, impl):
-        return cls(impl)
 
     @property
     def nbytes(self) -> int:
@@ -151,7 +148,7 @@ class _HODLRFactor(_CoreFactor):
     _impls = _CORE["hodlr"]
 
 
-class Factorization(Persistent):
+class Factorization(ShapeAndDtype, Persistent):
     """A factorization of a square hierarchical matrix, made by ``H.factor()``.
 
     Solves ``A x = b`` (or ``A^T x = b``) for one or several right-hand
@@ -186,16 +183,6 @@ class Factorization(Persistent):
         if permutation is not None:
             self._perm = np.asarray(permutation, dtype=np.int64)
             self._perm.setflags(write=False)
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        """(n, n) of the factored matrix."""
-        return self._shape
-
-    @property
-    def dtype(self) -> np.dtype:
-        """float32 or float64: the precision the factors are stored and applied in."""
-        return self._dtype
 
     @property
     def method(self) -> str:

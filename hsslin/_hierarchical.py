@@ -8,9 +8,9 @@ import numpy as np
 
 from . import _kernels
 from ._factor import factorize
-from ._io import Kind, Persistent, from_bytes, register_container, register_core
+from ._io import CorePersistent, Kind, from_bytes, register_container, register_core
 from ._loader import core as _core
-from ._operator import LinearOperatorMixin
+from ._operator import LinearOperatorMixin, ShapeAndDtype
 from ._options import HODLR_DEFAULTS, HSS_DEFAULTS, hodlr_options, hss_options
 from ._validation import as_float_matrix, check_int, check_rank_decay
 
@@ -18,7 +18,7 @@ _HSS = {np.dtype(np.float32): _core.HSSMatrix32, np.dtype(np.float64): _core.HSS
 _HODLR = {np.dtype(np.float32): _core.HODLRMatrix32, np.dtype(np.float64): _core.HODLRMatrix64}
 
 
-class _Hierarchical(LinearOperatorMixin, Persistent):
+class _Hierarchical(ShapeAndDtype, LinearOperatorMixin, CorePersistent):
     """Common behaviour of the two tree formats (wraps a C++ object)."""
 
     _impls: dict = {}  # dtype -> C++ class, set by each subclass
@@ -35,20 +35,6 @@ class _Hierarchical(LinearOperatorMixin, Persistent):
         # for every call into the extension (see docs/bench_hss.md).
         self._shape = (int(impl.rows), int(impl.cols))
         self._dtype = dtype
-
-    @classmethod
-    def _from_impl(cls, impl):
-        return cls(impl)
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        """(rows, columns) of the represented matrix."""
-        return self._shape
-
-    @property
-    def dtype(self) -> np.dtype:
-        """float32 or float64."""
-        return self._dtype
 
     @property
     def nbytes(self) -> int:

@@ -104,8 +104,9 @@ def register_core(kind: Kind, cls: type, impls: dict) -> None:
     """Register a class whose payload the C++ core writes.
 
     `cls` wraps a C++ object (``op._impl``, with ``serialize()``) and has a
-    classmethod ``_from_impl(impl)``; `impls` maps each dtype to the C++
-    class whose ``deserialize(bytes)`` reads it.
+    classmethod ``_from_impl(impl)`` (as every :class:`CorePersistent` does);
+    `impls` maps each dtype to the C++ class whose ``deserialize(bytes)``
+    reads it.
     """
     _register(_Codec(kind, cls, impls={np.dtype(k): v for k, v in impls.items()}))
 
@@ -232,6 +233,18 @@ class Persistent:
 
     def __reduce__(self):
         return (from_bytes, (to_bytes(self),))
+
+
+class CorePersistent(Persistent):
+    """Persistent for a wrapper of one C++ object, ``self._impl``, whose payload the core writes.
+
+    Its class is registered with :func:`register_core`; loading rebuilds it
+    by ``cls(impl)``.
+    """
+
+    @classmethod
+    def _from_impl(cls, impl):
+        return cls(impl)
 
 
 # -- reading ---------------------------------------------------------------------

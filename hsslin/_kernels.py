@@ -16,7 +16,7 @@ import numbers
 import numpy as np
 
 from ._loader import core as _core
-from ._operator import LinearOperatorMixin
+from ._operator import LinearOperatorMixin, ShapeAndDtype
 from ._options import given, hss_options
 from ._validation import check_int
 
@@ -76,7 +76,7 @@ def _float_dtype(dtype) -> np.dtype:
     return dt
 
 
-class KernelMatrix(LinearOperatorMixin):
+class KernelMatrix(ShapeAndDtype, LinearOperatorMixin):
     """The kernel matrix ``K[i, j] = k(|x_i - x_j|) + nugget * [i == j]`` of a point set, unformed.
 
     Products are exact and computed block by block in the C++ core (O(N^2)
@@ -127,14 +127,6 @@ class KernelMatrix(LinearOperatorMixin):
         self._shape = (n, n)
 
     @property
-    def shape(self) -> tuple[int, int]:
-        return self._shape
-
-    @property
-    def dtype(self) -> np.dtype:
-        return self._dtype
-
-    @property
     def nbytes(self) -> int:
         """Bytes held: the coordinates (the matrix itself is never stored)."""
         return int(self._points.nbytes)
@@ -175,18 +167,33 @@ def _from_kernel(family, points, kernel, lengthscale, nugget, tol, leaf_size, cl
     return fn(pts, kernel, lengthscale, nugget, options, clustering)
 
 
-def hss_from_kernel(
-    cls,
-    points,
-    kernel: str = "gaussian",
-    lengthscale: float = 1.0,
-    nugget: float = 0.0,
-    tol: float = 1e-6,
-    leaf_size: int | None = None,
-    clustering: str = "kd",
-    seed: int = 0,
-    dtype=np.float64,
-):
+def _kernel_builder(family: str, doc: str):
+    """The ``from_kernel`` classmethod body of `family` ("hss" or "hodlr"), documented by `doc`."""
+
+    def from_kernel(
+        cls,
+        points,
+        kernel: str = "gaussian",
+        lengthscale: float = 1.0,
+        nugget: float = 0.0,
+        tol: float = 1e-6,
+        leaf_size: int | None = None,
+        clustering: str = "kd",
+        seed: int = 0,
+        dtype=np.float64,
+    ):
+        impl, perm = _from_kernel(
+            family, points, kernel, lengthscale, nugget, tol, leaf_size, clustering, seed, dtype
+        )
+        return cls._in_caller_order(impl, perm)
+
+    from_kernel.__name__ = from_kernel.__qualname__ = f"{family}_from_kernel"
+    from_kernel.__doc__ = doc
+    return from_kernel
+
+
+hss_from_kernel = _kernel_builder(
+    "hss",
     """Builds the HSS form of a kernel matrix from its points, never forming it.
 
     A geometric cluster tree orders the points (recursive bisection:
@@ -235,25 +242,12 @@ def hss_from_kernel(
     >>> F = H.factor(symmetric=True)
     >>> bool(np.linalg.norm(K @ F.solve(b) - b) < 1e-5 * np.linalg.norm(b))
     True
-    """
-    impl, perm = _from_kernel(
-        "hss", points, kernel, lengthscale, nugget, tol, leaf_size, clustering, seed, dtype
-    )
-    return cls._in_caller_order(impl, perm)
+    """,
+)
 
 
-def hodlr_from_kernel(
-    cls,
-    points,
-    kernel: str = "gaussian",
-    lengthscale: float = 1.0,
-    nugget: float = 0.0,
-    tol: float = 1e-6,
-    leaf_size: int | None = None,
-    clustering: str = "kd",
-    seed: int = 0,
-    dtype=np.float64,
-):
+hodlr_from_kernel = _kernel_builder(
+    "hodlr",
     """Builds the HODLR form of a kernel matrix from its points, never forming it.
 
     The HSS construction of :meth:`HSSMatrix.from_kernel` runs first; each
@@ -272,11 +266,8 @@ def hodlr_from_kernel(
     >>> b = np.ones(2000)
     >>> bool(np.linalg.norm(K @ H.factor().solve(b) - b) < 1e-6 * np.linalg.norm(b))
     True
-    """
-    impl, perm = _from_kernel(
-        "hodlr", points, kernel, lengthscale, nugget, tol, leaf_size, clustering, seed, dtype
-    )
-    return cls._in_caller_order(impl, perm)
+    """,
+)
 
 
 _FROM_OPERATOR = {

@@ -35,6 +35,27 @@ from ._validation import as_float_matrix, as_matrix_operand, as_operand, as_vect
 DEVICE_BACKENDS: dict = {}
 
 
+class ShapeAndDtype:
+    """``shape`` and ``dtype`` of an object that sets ``_shape`` and ``_dtype`` once, in ``__init__``.
+
+    (Read once: a product checks both, and a product on cold caches pays for
+    every call into the extension; see docs/bench_hss.md.)
+    """
+
+    _shape: tuple[int, int]
+    _dtype: np.dtype
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(rows, columns) of the represented matrix."""
+        return self._shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        """float32 or float64: the precision the values are stored and applied in."""
+        return self._dtype
+
+
 class LinearOperatorMixin:
     """Products, transposes and scipy interoperability for a compressed matrix.
 

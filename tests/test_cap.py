@@ -16,6 +16,7 @@ transformers = pytest.importorskip("transformers")
 
 import hsslin  # noqa: E402
 import hsslin.torch as ht  # noqa: E402
+from conftest import tiny_llama  # noqa: E402
 from hsslin.torch._cap import CAPOptions, project_to_budget  # noqa: E402
 
 
@@ -28,17 +29,7 @@ def _planted(m, n, rank, density, rng):
 
 
 def _model(seed=0):
-    config = transformers.LlamaConfig(
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        vocab_size=256,
-        max_position_embeddings=64,
-    )
-    torch.manual_seed(seed)
-    model = transformers.LlamaForCausalLM(config).eval()
+    model = tiny_llama(seed)
     rng = np.random.default_rng(seed)
     with torch.no_grad():
         for name in ht.find_targets(model, "qkv"):

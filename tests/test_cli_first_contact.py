@@ -33,18 +33,6 @@ def _one_line(err: str) -> str:
     return err
 
 
-@pytest.fixture(scope="module")
-def minilm_dir():
-    pytest.importorskip("torch")
-    pytest.importorskip("transformers")
-    import hsslin.torch as ht
-
-    try:
-        return ht.minilm_path()
-    except ImportError as exc:
-        pytest.skip(str(exc))
-
-
 @pytest.fixture()
 def no_model_loads(monkeypatch):
     """Fails the test if a command gets as far as loading a model or a tokenizer."""

@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import os
 import struct
-import subprocess
-import sys
-import textwrap
 
 import numpy as np
 import pytest
@@ -29,22 +26,11 @@ from conftest import (
     make_matrix,
     rel_fro_error,
     rounding_floor,
+    run_python,
 )
 from hsslin import _core
 
 HEADER = 40  # magic, version, kind, scalar size, reserved, length, checksum
-
-
-def _run_python(code: str, timeout: float = 120, **env) -> subprocess.CompletedProcess:
-    full_env = dict(os.environ)
-    full_env.update(env)
-    return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 # -- 2: tiny and huge magnitudes ---------------------------------------------------
@@ -175,7 +161,7 @@ print("\n".join(bad) if bad else "OK")
 
 
 def test_corrupted_size_fields_raise_before_allocating():
-    proc = _run_python(_FUZZ, timeout=300)
+    proc = run_python(_FUZZ, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip() == "OK", proc.stdout[-3000:]
 
@@ -261,7 +247,7 @@ def test_thread_count_bounded_and_released():
         hsslin.set_num_threads(100000)
     with pytest.raises(ValueError, match="num_threads"):
         hsslin.set_num_threads(_core.max_num_threads() + 1)
-    proc = _run_python(_THREADS, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
+    proc = run_python(_THREADS, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     base, top, high, low = map(int, proc.stdout.split())
     assert top == 4 * os.cpu_count()
@@ -270,9 +256,10 @@ def test_thread_count_bounded_and_released():
 
 
 def test_environment_thread_count_is_clamped():
-    proc = _run_python(
+    proc = run_python(
         "import hsslin; from hsslin import _core; print(hsslin.get_num_threads(), _core.max_num_threads())",
         HSSLIN_NUM_THREADS="100000",
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
     got, top = map(int, proc.stdout.split())
@@ -301,7 +288,7 @@ print("OK")
 
 
 def test_mutating_borrowed_indices_cannot_crash():
-    proc = _run_python(_MUTATE)
+    proc = run_python(_MUTATE, timeout=120)
     assert proc.returncode == 0, f"exit {proc.returncode}: {proc.stderr[-2000:]}"
     assert proc.stdout.strip() == "OK"
 

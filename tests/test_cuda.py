@@ -20,45 +20,24 @@ from hypothesis import strategies as st
 
 import hsslin
 import hsslin.cuda as hc
-from conftest import assert_product_close, dims, dtypes, leaf_sizes, make_matrix, weight_like
+from conftest import (
+    OPERATOR_MAKERS,
+    SPIKED_SHAPE,
+    assert_product_close,
+    dims,
+    dtypes,
+    leaf_sizes,
+    make_matrix,
+    spiked_cauchy,
+    weight_like,
+)
 from hsslin import _cuda_layout as layout
 
-M, N = 100, 77  # rectangular, not powers of two
-
-
-def _weights(dtype, m=M, n=N):
-    W = make_matrix("cauchy", m, n, dtype)
-    W[3, 5] += 40.0
-    W[30, 2] -= 25.0
-    return W
-
-
-def _sparse_plus(hierarchy, perms):
-    def make(W):
-        m, n = W.shape
-        kw = dict(rank=4) if hierarchy == "hodlr" else dict(tol=1e-4)
-        A = hsslin.SparsePlusHSS.from_dense(
-            W, density=0.05, leaf_size=16, hierarchy=hierarchy, permutation=None, **kw
-        )
-        rng = np.random.default_rng(5)
-        rp = rng.permutation(m) if perms in ("rows", "both") else None
-        cp = rng.permutation(n) if perms in ("cols", "both") else None
-        return hsslin.SparsePlusHSS(A.S, A.H, rp, cp)
-
-    return make
-
-
+M, N = SPIKED_SHAPE
 FORMATS = {
-    "hss": lambda W: hsslin.HSSMatrix.from_dense(W, tol=1e-5, leaf_size=16),
-    "hss-dense": lambda W: hsslin.HSSMatrix.from_dense(W, leaf_size=128),  # one block
-    "hodlr": lambda W: hsslin.HODLRMatrix.from_dense(W, tol=1e-5, leaf_size=16),
+    **OPERATOR_MAKERS,
     # A schedule whose ranks exceed what deep blocks can hold: those are kept dense.
     "hodlr-dense-blocks": lambda W: hsslin.HODLRMatrix.from_dense(W, rank=40, rank_decay=1.0, leaf_size=16),
-    "csr": lambda W: hsslin.CSRMatrix.from_dense(W, density=0.2),
-    "lowrank": lambda W: hsslin.LowRankMatrix.from_dense(W, rank=4),
-    "sparse+svd": lambda W: hsslin.SparsePlusLowRank.from_dense(W, density=0.05, rank=3),
-    **{f"sparse+{h}-{p}": _sparse_plus(h, p) for h in ("hodlr", "hss") for p in ("none", "rows", "both")},
-    "sparse+hodlr+rcm": lambda W: hsslin.SparsePlusHSS.from_dense(W, density=0.05, rank=4, leaf_size=16),
     "sparse+lowrank-H": lambda W: hsslin.SparsePlusHSS(
         hsslin.CSRMatrix.from_dense(W, density=0.05),
         hsslin.LowRankMatrix.from_dense(W, rank=3),
@@ -73,7 +52,7 @@ _cache: dict = {}
 def _operator(name, dtype):
     key = (name, np.dtype(dtype).name)
     if key not in _cache:
-        _cache[key] = FORMATS[name](_weights(dtype))
+        _cache[key] = FORMATS[name](spiked_cauchy(dtype))
     return _cache[key]
 
 
@@ -156,7 +135,7 @@ def test_check_plan_finds_a_race():
 
 
 def test_pack_rejects_what_the_device_cannot_run():
-    W = _weights(np.float64)
+    W = spiked_cauchy(np.float64)
     S = hsslin.CSRMatrix.from_dense(W, density=0.1)
     with pytest.raises(TypeError, match="CSRMatrix"):
         layout.pack(hsslin.SparsePlusHSS(S, hsslin.CSRMatrix.from_dense(W, density=0.2)))
@@ -220,7 +199,7 @@ def test_arguments_checked_before_the_device():
     with pytest.raises(ValueError, match="path must be"):
         hc.DeviceOperator(A, path="fast")
     with pytest.raises(TypeError, match="CSRMatrix"):
-        W = _weights(np.float32)
+        W = spiked_cauchy(np.float32)
         hc.DeviceOperator(
             hsslin.SparsePlusHSS(hsslin.CSRMatrix.from_dense(W, 0.1), hsslin.CSRMatrix.from_dense(W, 0.2))
         )
@@ -410,7 +389,7 @@ def _compressed_layer():
     torch.manual_seed(0)
     linear = torch.nn.Linear(N, M)
     with torch.no_grad():
-        linear.weight.copy_(torch.from_numpy(_weights(np.float32)))
+        linear.weight.copy_(torch.from_numpy(spiked_cauchy(np.float32)))
     return torch, HSSLinear.from_linear(linear, "hodlr", rank=4, leaf_size=16)
 
 

@@ -71,6 +71,19 @@ def rhs(n, k, dtype, seed):
     return rng.standard_normal(shape).astype(dtype)
 
 
+def well_conditioned_compression(cls, A, tol, leaf):
+    """(H, its dense form in float64, its condition number) for H = cls.from_dense(A).
+
+    Hypothesis discards (``assume``) an H too ill-conditioned for a
+    meaningful forward error, which needs cond * eps << 1.
+    """
+    H = cls.from_dense(A, tol=tol, leaf_size=leaf)
+    Hd = H.to_dense().astype(np.float64)
+    cond = condition_number(Hd)
+    assume(cond * eps(A.dtype) < 1e-3)
+    return H, Hd, cond
+
+
 def check_against_dense(H, F, A, b, x, transpose, tol_bound, cond=None):
     """Check x (from F) against LAPACK on H, and its residual against the original A."""
     Hd = H.to_dense().astype(np.float64)
@@ -120,10 +133,7 @@ def test_solve_matches_lapack(cls, case, transpose):
 def test_logdet_matches_slogdet(cls, case):
     A, tol, leaf, _, _ = case
     n = A.shape[0]
-    H = cls.from_dense(A, tol=tol, leaf_size=leaf)
-    Hd = H.to_dense().astype(np.float64)
-    cond = condition_number(Hd)
-    assume(cond * eps(A.dtype) < 1e-3)
+    H, Hd, cond = well_conditioned_compression(cls, A, tol, leaf)
     sign, logabs = H.factor().logdet()
     ref_sign, ref_logabs = np.linalg.slogdet(Hd)
     assert sign == ref_sign
@@ -138,10 +148,7 @@ def test_logdet_matches_slogdet(cls, case):
 def test_spd_variant_matches_cholesky(cls, case):
     A, tol, leaf, k, seed = case
     n = A.shape[0]
-    H = cls.from_dense(A, tol=tol, leaf_size=leaf)
-    Hd = H.to_dense().astype(np.float64)
-    cond = condition_number(Hd)
-    assume(cond * eps(A.dtype) < 1e-3)  # a meaningful forward error needs cond * eps << 1
+    H, Hd, cond = well_conditioned_compression(cls, A, tol, leaf)
     # Compression can make a nearly singular SPD matrix indefinite; the
     # Cholesky variant must then refuse, never return NaNs.
     if np.linalg.eigvalsh(0.5 * (Hd + Hd.T)).min() <= cond * eps(A.dtype) * np.linalg.norm(Hd, 2):

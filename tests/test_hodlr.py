@@ -6,10 +6,6 @@ rounding_floor); each test states which and why.
 
 from __future__ import annotations
 
-import copy
-import gc
-import pickle
-
 import numpy as np
 import pytest
 from hypothesis import given
@@ -20,7 +16,9 @@ from conftest import (
     COMPRESSIBLE,
     FAMILIES,
     LOWRANK_RANK,
+    assert_copies_exact,
     assert_product_close,
+    assert_same_tree,
     dims,
     dtypes,
     hodlr_error_bound,
@@ -348,16 +346,7 @@ def test_thread_count_does_not_change_results(kw, restore_threads):
 
 # -- persistence ----------------------------------------------------------------
 def _same_hodlr(H, G):
-    assert type(G) is type(H)
-    assert G.shape == H.shape and G.dtype == H.dtype and G.levels == H.levels
-    assert np.array_equal(G.to_dense(), H.to_dense())
-    assert G.to_bytes() == H.to_bytes()
-    assert G.nbytes == H.nbytes
-    assert G.error == H.error
-    assert G.rank_schedule == H.rank_schedule
-    assert len(G.ranks) == len(H.ranks)
-    for a, b in zip(G.ranks, H.ranks):
-        assert np.array_equal(a, b)
+    assert_same_tree(H, G, ("error", "rank_schedule"))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -377,15 +366,7 @@ def test_save_load_round_trip(tmp_path, dtype, kw, family, shape):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_pickle_and_copy(dtype):
     A = make_matrix("gaussian", 200, 150, dtype)
-    H = hsslin.HODLRMatrix.from_dense(A, rank=10, leaf_size=16)
-    for G in (pickle.loads(pickle.dumps(H)), H.copy(), copy.copy(H), copy.deepcopy(H)):
-        _same_hodlr(H, G)
-        assert G is not H and G._impl is not H._impl
-    C = H.copy()
-    D = H.to_dense()
-    del H
-    gc.collect()
-    assert np.array_equal(C.to_dense(), D)
+    assert_copies_exact(lambda: hsslin.HODLRMatrix.from_dense(A, rank=10, leaf_size=16), _same_hodlr)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

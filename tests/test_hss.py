@@ -6,10 +6,6 @@ rounding_floor); each test states which and why.
 
 from __future__ import annotations
 
-import copy
-import gc
-import pickle
-
 import numpy as np
 import pytest
 import scipy.sparse.linalg as spla
@@ -22,7 +18,9 @@ from conftest import (
     FAMILIES,
     HSS_SAFETY,
     LOWRANK_RANK,
+    assert_copies_exact,
     assert_product_close,
+    assert_same_tree,
     dims,
     dtypes,
     hss_error_bound,
@@ -354,17 +352,7 @@ def test_thread_count_does_not_change_results(family, restore_threads):
 
 # -- persistence ----------------------------------------------------------------
 def _same_hss(H, G):
-    assert type(G) is type(H)
-    assert G.shape == H.shape and G.dtype == H.dtype and G.levels == H.levels
-    assert np.array_equal(G.to_dense(), H.to_dense())
-    assert G.to_bytes() == H.to_bytes()
-    assert G.nbytes == H.nbytes
-    assert G.error_estimate == H.error_estimate
-    assert G.symmetric == H.symmetric and G.is_dense == H.is_dense
-    for a, b in zip(G.ranks, H.ranks):
-        assert np.array_equal(a, b)
-    for a, b in zip(G.col_ranks, H.col_ranks):
-        assert np.array_equal(a, b)
+    assert_same_tree(H, G, ("error_estimate", "symmetric", "is_dense"), ("ranks", "col_ranks"))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -394,16 +382,7 @@ def test_save_load_round_trip(tmp_path, dtype, family, shape):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_pickle_and_copy(dtype):
     A = make_matrix("cauchy", 200, 150, dtype)
-    H = hsslin.HSSMatrix.from_dense(A, tol=1e-4, leaf_size=16)
-    for G in (pickle.loads(pickle.dumps(H)), H.copy(), copy.copy(H), copy.deepcopy(H)):
-        _same_hss(H, G)
-        assert G is not H and G._impl is not H._impl
-    # A copy survives the original.
-    C = H.copy()
-    D = H.to_dense()
-    del H
-    gc.collect()
-    assert np.array_equal(C.to_dense(), D)
+    assert_copies_exact(lambda: hsslin.HSSMatrix.from_dense(A, tol=1e-4, leaf_size=16), _same_hss)
 
 
 # -- scipy interoperability -----------------------------------------------------

@@ -21,48 +21,17 @@ import pytest
 import scipy.sparse
 
 import hsslin
-from conftest import assert_product_close, make_matrix, rel_fro_error, rounding_floor
+from conftest import (
+    OPERATOR_MAKERS,
+    SPIKED_SHAPE,
+    assert_product_close,
+    rel_fro_error,
+    rounding_floor,
+    spiked_cauchy,
+)
 
-M, N = 100, 77  # rectangular, not powers of two; HSS keeps a 3-level tree at leaf 16
-
-
-def _weights(dtype):
-    # Cauchy (compressible) plus a few heavy entries for the sparse parts.
-    W = make_matrix("cauchy", M, N, dtype)
-    W[3, 5] += 40.0
-    W[30, 2] -= 25.0
-    return W
-
-
-def _sparse_plus(hierarchy, perms):
-    def make(W):
-        kw = dict(rank=4) if hierarchy == "hodlr" else dict(tol=1e-4)
-        A = hsslin.SparsePlusHSS.from_dense(
-            W, density=0.05, leaf_size=16, hierarchy=hierarchy, permutation=None, **kw
-        )
-        rng = np.random.default_rng(5)
-        rp = rng.permutation(M) if perms in ("rows", "both") else None
-        cp = rng.permutation(N) if perms in ("cols", "both") else None
-        return hsslin.SparsePlusHSS(A.S, A.H, rp, cp)
-
-    return make
-
-
-FACTORIES = {
-    "hss": lambda W: hsslin.HSSMatrix.from_dense(W, tol=1e-5, leaf_size=16),
-    "hss-dense": lambda W: hsslin.HSSMatrix.from_dense(W, leaf_size=128),  # one block
-    "hodlr": lambda W: hsslin.HODLRMatrix.from_dense(W, tol=1e-5, leaf_size=16),
-    "csr": lambda W: hsslin.CSRMatrix.from_dense(W, density=0.2),
-    "lowrank": lambda W: hsslin.LowRankMatrix.from_dense(W, rank=4),
-    "sparse+svd": lambda W: hsslin.SparsePlusLowRank.from_dense(W, density=0.05, rank=3),
-    **{
-        f"sparse+{h}-{p}": _sparse_plus(h, p)
-        for h in ("hodlr", "hss")
-        for p in ("none", "rows", "cols", "both")
-    },
-    "sparse+hodlr+rcm": lambda W: hsslin.SparsePlusHSS.from_dense(W, density=0.05, rank=4, leaf_size=16),
-}
-
+M, N = SPIKED_SHAPE
+FACTORIES = OPERATOR_MAKERS
 
 _cache: dict = {}
 
@@ -70,7 +39,7 @@ _cache: dict = {}
 def _operator(name, dtype, transposed):
     key = (name, np.dtype(dtype).name)
     if key not in _cache:
-        _cache[key] = FACTORIES[name](_weights(dtype))
+        _cache[key] = FACTORIES[name](spiked_cauchy(dtype))
     A = _cache[key]
     return A.T if transposed else A
 

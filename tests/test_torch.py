@@ -22,6 +22,7 @@ pytest.importorskip("safetensors")
 
 import hsslin  # noqa: E402
 import hsslin.torch as ht  # noqa: E402
+from conftest import tiny_llama  # noqa: E402
 from hsslin.torch import SAMPLE_SENTENCES  # noqa: E402
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -64,11 +65,8 @@ def _one_torch_thread():
 
 
 @pytest.fixture(scope="module")
-def minilm():
-    try:
-        path = ht.minilm_path()
-    except ImportError as exc:
-        pytest.skip(str(exc))
+def minilm(minilm_dir):
+    path = minilm_dir
     tokenizer = transformers.AutoTokenizer.from_pretrained(path)
     model = transformers.AutoModel.from_pretrained(path).eval()
     return path, model, tokenizer
@@ -250,7 +248,7 @@ def test_hss_has_no_trainable_form(method):
 
 # -- compress_model, report, targets --------------------------------------------------------
 def _llama(hidden=128, layers=2, heads=4, kv_heads=2, vocab=30522):
-    config = transformers.LlamaConfig(
+    return tiny_llama(
         hidden_size=hidden,
         intermediate_size=256,
         num_hidden_layers=layers,
@@ -259,8 +257,6 @@ def _llama(hidden=128, layers=2, heads=4, kv_heads=2, vocab=30522):
         vocab_size=vocab,
         max_position_embeddings=256,
     )
-    torch.manual_seed(0)
-    return transformers.LlamaForCausalLM(config).eval()
 
 
 def test_llama_perplexity_unchanged_when_nothing_dropped(minilm):

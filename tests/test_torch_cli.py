@@ -12,6 +12,7 @@ transformers = pytest.importorskip("transformers")
 pytest.importorskip("safetensors")
 
 import hsslin.torch as ht  # noqa: E402
+from conftest import tiny_llama  # noqa: E402
 from hsslin._cli import main  # noqa: E402
 from hsslin.torch import SAMPLE_SENTENCES  # noqa: E402
 
@@ -28,14 +29,6 @@ def _one_torch_thread():
     torch.set_num_threads(1)  # see tests/test_torch.py
     yield
     torch.set_num_threads(old)
-
-
-@pytest.fixture(scope="module")
-def minilm_dir():
-    try:
-        return ht.minilm_path()
-    except ImportError as exc:
-        pytest.skip(str(exc))
 
 
 @pytest.fixture()
@@ -95,18 +88,10 @@ def test_compress_with_explicit_params(minilm_dir, tmp_path, capsys):
 
 def test_eval_perplexity_of_causal_model(minilm_dir, tmp_path, capsys):
     tokenizer = transformers.AutoTokenizer.from_pretrained(minilm_dir)
-    config = transformers.LlamaConfig(
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=1,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        vocab_size=tokenizer.vocab_size,
-        max_position_embeddings=128,
-    )
-    torch.manual_seed(0)
     model_dir = tmp_path / "llama"
-    transformers.LlamaForCausalLM(config).save_pretrained(model_dir)
+    tiny_llama(
+        num_hidden_layers=1, vocab_size=tokenizer.vocab_size, max_position_embeddings=128
+    ).save_pretrained(model_dir)
     tokenizer.save_pretrained(model_dir)
     text = tmp_path / "text.txt"
     text.write_text(" ".join(SAMPLE_SENTENCES[:8]), encoding="utf-8")
