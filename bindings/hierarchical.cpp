@@ -34,6 +34,19 @@ py::array dense_of(const H& self, bool transpose) {
   return out;
 }
 
+// What HSS and HODLR both expose: products, the dense form, shape, depth,
+// bytes, and the file form.
+template <class H, class T>
+void def_tree_operator(py::class_<H>& cls) {
+  cls.def("apply", &apply_operator<H, T>, py::arg("x"), py::arg("transpose"))
+      .def("to_dense", &dense_of<H, T>, py::arg("transpose"))
+      .def_property_readonly("rows", &H::rows)
+      .def_property_readonly("cols", &H::cols)
+      .def_property_readonly("levels", [](const H& h) { return h.tree().levels(); })
+      .def_property_readonly("nbytes", &H::nbytes);
+  def_serialization(cls);
+}
+
 template <class T>
 void register_hss(py::module_& m, const char* name) {
   using H = HSSMatrix<T>;
@@ -46,12 +59,6 @@ void register_hss(py::module_& m, const char* name) {
            return H::compress(map, options);
          },
          py::arg("A"), py::arg("options"))
-      .def("apply", &apply_operator<H, T>, py::arg("x"), py::arg("transpose"))
-      .def("to_dense", &dense_of<H, T>, py::arg("transpose"))
-      .def_property_readonly("rows", &H::rows)
-      .def_property_readonly("cols", &H::cols)
-      .def_property_readonly("levels", [](const H& h) { return h.tree().levels(); })
-      .def_property_readonly("nbytes", &H::nbytes)
       .def_property_readonly("error_estimate", &H::error_estimate)
       .def_property_readonly("samples", &H::samples)
       .def_property_readonly("symmetric", &H::symmetric)
@@ -104,7 +111,7 @@ void register_hss(py::module_& m, const char* name) {
              return nodes;
            })
       .def("copy", [](const H& h) { return H(h); });
-  def_serialization(cls);
+  def_tree_operator<H, T>(cls);
   if constexpr (std::is_same_v<T, float>)
     cls.def(
         "to_float64",
@@ -147,7 +154,7 @@ template <class T>
 void register_hodlr(py::module_& m, const char* name) {
   using H = HODLRMatrix<T>;
   py::class_<H> cls(m, name, py::module_local());
-  def_serialization(cls);
+  def_tree_operator<H, T>(cls);
   cls.def_static(
          "compress",
          [](const py::array& A, const HODLROptions& options) {
@@ -168,12 +175,6 @@ void register_hodlr(py::module_& m, const char* name) {
           },
           py::arg("rows"), py::arg("cols"), py::arg("options"),
           "nbytes of compress(A, options) with a rank schedule, for any rows x cols A")
-      .def("apply", &apply_operator<H, T>, py::arg("x"), py::arg("transpose"))
-      .def("to_dense", &dense_of<H, T>, py::arg("transpose"))
-      .def_property_readonly("rows", &H::rows)
-      .def_property_readonly("cols", &H::cols)
-      .def_property_readonly("levels", [](const H& h) { return h.tree().levels(); })
-      .def_property_readonly("nbytes", &H::nbytes)
       .def_property_readonly("relative_error", &H::relative_error)
       .def_property_readonly("tol", [](const H& h) { return h.options().tol(); })
       .def_property_readonly("rank", [](const H& h) { return h.options().rank(); })

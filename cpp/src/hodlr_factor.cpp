@@ -120,10 +120,7 @@ HODLRFactor<T> HODLRFactor<T>::factor(const HODLRMatrix<T>& H, bool spd) {
       }
     });
   }
-  for (const LogDet& d : dets) {
-    F.logdet_.log_abs += d.log_abs;
-    F.logdet_.sign *= d.sign;
-  }
+  for (const LogDet& d : dets) F.logdet_ *= d;
   return F;
 }
 

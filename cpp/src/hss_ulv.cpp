@@ -211,10 +211,7 @@ HSSULV<T> HSSULV<T>::factor(const HSSMatrix<T>& H, bool spd) {
   assemble(0, D, U, V);
   F.nodes_[0].m = D.rows();
   F.root_.factor(D, spd, F.logdet_);
-  for (const LogDet& d : dets) {
-    F.logdet_.log_abs += d.log_abs;
-    F.logdet_.sign *= d.sign;
-  }
+  for (const LogDet& d : dets) F.logdet_ *= d;
   return F;
 }
 

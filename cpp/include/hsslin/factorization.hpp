@@ -33,6 +33,12 @@ struct LogDet {
     log_abs += std::log(std::abs(p));
   }
   void flip() { sign = -sign; }
+  /// The determinant of a product: the factors' signs multiply, logs add.
+  LogDet& operator*=(const LogDet& other) {
+    sign *= other.sign;
+    log_abs += other.log_abs;
+    return *this;
+  }
 };
 
 namespace detail {
