@@ -13,5 +13,6 @@ void register_sparse_plus(pybind11::module_& m);
 void register_factor(pybind11::module_& m);
 void register_kernels(pybind11::module_& m);
 void register_rpca(pybind11::module_& m);
+void register_quantized(pybind11::module_& m);
 
 }  // namespace hsslin::bindings

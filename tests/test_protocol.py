@@ -61,6 +61,8 @@ FACTORIES = {
         for p in ("none", "rows", "cols", "both")
     },
     "sparse+hodlr+rcm": lambda W: hsslin.SparsePlusHSS.from_dense(W, density=0.05, rank=4, leaf_size=16),
+    "quantized-int8": lambda W: hsslin.QuantizedMatrix.from_dense(W, "int8", group_size=None),
+    "quantized-float16": lambda W: hsslin.QuantizedMatrix.from_dense(W, "float16"),
 }
 
 
