@@ -24,4 +24,5 @@ HSSLIN_DEFINE_MODULE(HSSLIN_MODULE_NAME, m) {
   hsslin::bindings::register_factor(m);
   hsslin::bindings::register_kernels(m);
   hsslin::bindings::register_rpca(m);
+  hsslin::bindings::register_quantized(m);
 }

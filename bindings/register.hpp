@@ -14,5 +14,6 @@ void register_factor(pybind11::module_& m);
 void register_kernels(pybind11::module_& m);
 void register_rpca(pybind11::module_& m);
 void register_options(pybind11::module_& m);
+void register_quantized(pybind11::module_& m);
 
 }  // namespace hsslin::bindings

@@ -19,6 +19,7 @@ from ._kernels import KERNELS, KernelMatrix
 from ._loader import core as _core
 from ._lowrank import LowRankMatrix, SparsePlusLowRank
 from ._operator import TransposedOperator
+from ._quantized import QuantizedMatrix
 from ._rpca import RPCAResult, rpca
 from ._sparse import CSRMatrix, bandwidth, reverse_cuthill_mckee
 from ._sparse_plus import SparsePlusHSS
@@ -33,6 +34,7 @@ __all__ = [
     "SparsePlusHSS",
     "LowRankMatrix",
     "SparsePlusLowRank",
+    "QuantizedMatrix",
     "TransposedOperator",
     "Factorization",
     "FactorizationError",

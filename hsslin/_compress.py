@@ -9,6 +9,7 @@ import numpy as np
 from ._hierarchical import HODLRMatrix, HSSMatrix
 from ._lowrank import LowRankMatrix, SparsePlusLowRank
 from ._options import HODLR_DEFAULTS
+from ._quantized import QuantizedMatrix
 from ._sparse import CSRMatrix
 from ._sparse_plus import PERMUTATION_DTYPE, SparsePlusHSS
 from ._validation import as_float_matrix, check_density, check_int, check_rank_decay
@@ -22,7 +23,13 @@ METHODS = (
     "sparse+hodlr",
     "sparse+hodlr+rcm",
     "sparse+hss+rcm",
+    "rtn",
+    "float16",
+    "bfloat16",
 )
+#: Bit widths of method "rtn" (each in the storage of QuantizedMatrix's "int<bits>" format).
+RTN_BITS = tuple(range(2, 9))
+_RTN_GROUPS = (32, 64, 128, None)  # finest first: None is one group per row
 _SPLITS = (0.25, 0.5, 0.75)  # shares of the budget tried for the sparse part
 
 
@@ -171,6 +178,9 @@ def compress(W, method: str = "sparse+hodlr+rcm", budget_bytes: int | None = Non
         ``"sparse+hodlr"``, ``"sparse+hodlr+rcm"`` (`density`, `rank`,
         `rank_decay`, `rcm_pattern`), ``"sparse+hss+rcm"`` (`density`, `tol`).
         Every method also takes `leaf_size` where it applies and `seed`.
+        Quantizers (a :class:`QuantizedMatrix`): ``"rtn"`` (round to
+        nearest, `bits` 2-8, `group_size` 32/64/128 or None for one scale
+        per row, default 64, `zero_point`), ``"float16"``, ``"bfloat16"``.
     budget_bytes : int, optional
         When given, the method chooses its own parameters so that
         ``result.nbytes <= budget_bytes``: a promise, checked on the object
@@ -179,6 +189,10 @@ def compress(W, method: str = "sparse+hodlr+rcm", budget_bytes: int | None = Non
         the budget; a budget of that size succeeds). Split methods try
         sparse shares of 25/50/75% of the budget and keep the most
         accurate; ``"sparse"`` may keep every entry when the budget allows.
+        ``"rtn"`` takes the most bits that fit, then the finest grouping
+        that divides the row (32, 64, 128, then one group per row); int3
+        stores int4's bytes and int5-int7 int8's, so a budget picks 8, 4
+        or 2 bits. `zero_point` may be given with a budget.
 
     Returns
     -------
@@ -216,11 +230,13 @@ def compress(W, method: str = "sparse+hodlr+rcm", budget_bytes: int | None = Non
     if budget_bytes is None:
         return _compress_with_params(W, method, leaf_size, seed, rank_decay, min_rank, params)
     budget = check_int(budget_bytes, "budget_bytes", 1)
-    unknown = set(params) - {"iterations", "rcm_pattern", "input_gram"}
+    unknown = set(params) - {"iterations", "rcm_pattern", "input_gram", "zero_point"}
     if unknown:
         raise ValueError(
             f"with budget_bytes the method picks its own parameters; remove {', '.join(sorted(unknown))}"
         )
+    if "zero_point" in params and method != "rtn":
+        raise ValueError(f"zero_point applies to method 'rtn', not {method!r}")
     if "input_gram" in params and method != "svd":
         raise ValueError(f"input_gram (activation-aware compression) applies to method 'svd', not {method!r}")
     op = _compress_to_budget(W, method, budget, leaf_size, seed, rank_decay, min_rank, params)
@@ -248,6 +264,13 @@ def _compress_to_budget(W, method, budget, leaf_size, seed, rank_decay, min_rank
         return HODLRMatrix.from_dense(
             W, rank=r, rank_decay=rank_decay, min_rank=min_rank, leaf_size=leaf_size, seed=seed
         )
+    if method in ("float16", "bfloat16"):
+        size = QuantizedMatrix.nbytes_for((m, n), method)
+        if size > budget:
+            _too_small(method, size, budget)
+        return QuantizedMatrix.from_dense(W, method)
+    if method == "rtn":
+        return _rtn_to_budget(W, budget, params.get("zero_point", False))
     if method == "hss":
         op, smallest = _fit_hss(W, budget, method, leaf_size, seed)
         if op is None:
@@ -312,6 +335,29 @@ def _compress_to_budget(W, method, budget, leaf_size, seed, rank_decay, min_rank
     return _best([_within_budget(op, method, budget) for op in built], W, method)
 
 
+def _rtn_to_budget(W, budget, zero_point):
+    """Round to nearest at the most bits, then the finest grouping, whose bytes fit `budget`."""
+    m, n = W.shape
+    sizes = [
+        (bits, g, QuantizedMatrix.nbytes_for((m, n), f"int{bits}", group_size=g, zero_point=zero_point))
+        for bits in sorted(RTN_BITS, reverse=True)
+        for g in _RTN_GROUPS
+        if g is None or n % g == 0
+    ]
+    for bits, g, size in sizes:
+        if size <= budget:
+            return QuantizedMatrix.from_dense(W, f"int{bits}", group_size=g, zero_point=zero_point)
+    _too_small("rtn", min(size for _, _, size in sizes), budget)
+
+
+def _rtn(W, bits, group_size=64, zero_point=False):
+    if isinstance(bits, (bool, np.bool_)) or not isinstance(bits, (int, np.integer)):
+        raise TypeError(f"bits must be an integer, got {type(bits).__name__}")
+    if bits not in RTN_BITS:
+        raise ValueError(f"bits must be in 2..8, got {bits}")
+    return QuantizedMatrix.from_dense(W, f"int{int(bits)}", group_size=group_size, zero_point=zero_point)
+
+
 def _compress_with_params(W, method, leaf_size, seed, rank_decay, min_rank, params):
     def need(*names):
         missing = [k for k in names if k not in params]
@@ -327,16 +373,24 @@ def _compress_with_params(W, method, leaf_size, seed, rank_decay, min_rank, para
         "sparse+hodlr": {"density", "rank", "tol", "max_rank"},
         "sparse+hodlr+rcm": {"density", "rank", "tol", "max_rank", "rcm_pattern"},
         "sparse+hss+rcm": {"density", "tol", "max_rank", "rcm_pattern"},
+        "rtn": {"bits", "group_size", "zero_point"},
+        "float16": set(),
+        "bfloat16": set(),
     }[method]
     unknown = set(params) - allowed
     if unknown:
         raise ValueError(
             f"method {method!r} does not take {', '.join(sorted(unknown))}; "
-            f"it takes {', '.join(sorted(allowed))}"
+            f"it takes {', '.join(sorted(allowed)) or 'no parameters'}"
         )
     if method == "svd":
         need("rank")
         return LowRankMatrix.from_dense(W, **params)
+    if method == "rtn":
+        need("bits")
+        return _rtn(W, **params)
+    if method in ("float16", "bfloat16"):
+        return QuantizedMatrix.from_dense(W, method)
     if method == "sparse":
         need("density")
         return CSRMatrix.from_dense(W, **params)

@@ -14,7 +14,7 @@ Every file (and every pickle, which holds the same bytes) starts with one
 
 then the payload. Two codecs fill it:
 
-- **core** kinds (HSS, HODLR, CSR): the C++ core writes and reads the
+- **core** kinds (HSS, HODLR, CSR, QuantizedMatrix): the C++ core writes and reads the
   payload itself (``serialize``/``deserialize``), with an FNV-1a checksum,
   bounds-checking every count it reads;
 - **container** kinds (every class assembled in Python): a CRC-32
@@ -58,7 +58,8 @@ class Kind(enum.IntEnum):
 
     1-3 are written by the C++ core (``ObjectKind`` in cpp/include/hsslin/io.hpp
     holds the same numbers); 4 is reserved there and never written; 5 on are
-    Python containers, except 10 and 11, the core's factorizations.
+    Python containers, except 10 and 11, the core's factorizations, and 14,
+    the core's quantized matrices.
     """
 
     HSS = 1
@@ -73,6 +74,7 @@ class Kind(enum.IntEnum):
     HODLR_FACTOR = 11  # C++ (ObjectKind::HODLRFactor): a Sherman-Morrison-Woodbury factorization
     DENSE_FACTOR = 12  # LAPACK's LU or Cholesky factors of one dense block
     PERMUTED_HODLR = 13  # as PERMUTED_HSS, for a HODLRMatrix
+    QUANTIZED = 14  # C++ (ObjectKind::Quantized): a QuantizedMatrix (codes, float16 scales, zero points)
 
 
 @dataclass(frozen=True)

@@ -76,6 +76,8 @@ def _objects():
         "sparse+hss-both": hsslin.SparsePlusHSS.from_dense(
             W64, density=0.1, tol=1e-3, hierarchy="hss", leaf_size=5
         ),
+        "quantized-int4": hsslin.QuantizedMatrix.from_dense(W32, "int4", group_size=None, zero_point=True),
+        "quantized-bfloat16": hsslin.QuantizedMatrix.from_dense(W64[:4], "bfloat16"),
     }
 
 
@@ -292,6 +294,7 @@ def test_every_operator_class_has_one_kind():
         hsslin.LowRankMatrix,
         hsslin.SparsePlusLowRank,
         hsslin.SparsePlusHSS,
+        hsslin.QuantizedMatrix,
         hsslin.Factorization,
         # from_kernel's matrices keep their geometric order; a factorization's factors are parts.
         hsslin._hierarchical.PermutedHSSMatrix,

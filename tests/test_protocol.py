@@ -31,7 +31,13 @@ from conftest import (
 )
 
 M, N = SPIKED_SHAPE
-FACTORIES = OPERATOR_MAKERS
+# Every class of the shared makers, plus the quantized storage (which has no device form yet,
+# so it stays out of OPERATOR_MAKERS, whose classes test_cuda also moves to the GPU).
+FACTORIES = {
+    **OPERATOR_MAKERS,
+    "quantized-int8": lambda W: hsslin.QuantizedMatrix.from_dense(W, "int8", group_size=None),
+    "quantized-float16": lambda W: hsslin.QuantizedMatrix.from_dense(W, "float16"),
+}
 
 _cache: dict = {}
 

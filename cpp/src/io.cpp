@@ -19,6 +19,8 @@ const char* kind_name(std::uint32_t kind) {
       return "HSS factorization";
     case 11:
       return "HODLR factorization";
+    case 14:
+      return "QuantizedMatrix";
     default:
       return "unknown object";
   }

@@ -13,7 +13,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import CSRMatrix, HODLRMatrix, HSSMatrix, LowRankMatrix, SparsePlusHSS, SparsePlusLowRank
+from .. import (
+    CSRMatrix,
+    HODLRMatrix,
+    HSSMatrix,
+    LowRankMatrix,
+    QuantizedMatrix,
+    SparsePlusHSS,
+    SparsePlusLowRank,
+)
 from ._weights import NP_TO_TORCH, to_numpy
 
 
@@ -200,6 +208,10 @@ NO_TRAINABLE_FORM: dict = {
     HSSMatrix: (
         "HSSMatrix (method 'hss') has no trainable form (nested bases); use "
         "method 'hodlr', 'sparse+hodlr' or 'sparse+hodlr+rcm'"
+    ),
+    QuantizedMatrix: (
+        "QuantizedMatrix (methods 'rtn', 'float16', 'bfloat16') has no trainable form "
+        "(its codes are rounded, not parameters); fine-tune before quantizing"
     ),
 }
 

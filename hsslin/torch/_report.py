@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 
-from .. import CSRMatrix, HODLRMatrix, HSSMatrix, LowRankMatrix, SparsePlusHSS, SparsePlusLowRank
+from .. import (
+    CSRMatrix,
+    HODLRMatrix,
+    HSSMatrix,
+    LowRankMatrix,
+    QuantizedMatrix,
+    SparsePlusHSS,
+    SparsePlusLowRank,
+)
 
 
 def operator_kind(op) -> str:
@@ -30,6 +38,10 @@ def _hss(op: HSSMatrix) -> dict:
     return {"tol": op.tol, "levels": int(op.levels), "dense": op.is_dense}
 
 
+def _quantized(op: QuantizedMatrix) -> dict:
+    return {"format": op.format, "group_size": op.group_size, "zero_point": op.zero_point}
+
+
 def _parts(prefix: str, op) -> dict:
     return {prefix + k: v for k, v in describe_operator(op).items() if k != "operator"}
 
@@ -53,6 +65,7 @@ _DESCRIBERS = {
     CSRMatrix: _csr,
     HODLRMatrix: _hodlr,
     HSSMatrix: _hss,
+    QuantizedMatrix: _quantized,
     SparsePlusLowRank: _sparse_plus_low_rank,
     SparsePlusHSS: _sparse_plus_hierarchical,
 }

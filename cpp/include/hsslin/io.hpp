@@ -27,8 +27,9 @@ enum class ObjectKind : std::uint32_t {
   HODLR = 2,
   CSR = 3,
   SparsePlus = 4,
-  HSSFactor = 10,   ///< inside a factorization container (hsslin/_factor.py)
-  HODLRFactor = 11  ///< likewise
+  HSSFactor = 10,    ///< inside a factorization container (hsslin/_factor.py)
+  HODLRFactor = 11,  ///< likewise
+  Quantized = 14     ///< QuantizedMatrix (quantized.hpp)
 };
 
 /// \brief Appends plain values and matrices to a byte buffer.
