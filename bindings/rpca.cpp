@@ -28,6 +28,7 @@ py::dict run(const py::array& W, const RPCAOptions& options) {
     d["rank"] = s.rank;
     d["nnz"] = s.nnz;
     d["residual"] = s.residual;
+    d["dual_residual"] = s.dual_residual;
     d["mu"] = s.mu;
     d["sketch"] = s.sketch;
     d["sketches"] = s.sketches;

@@ -343,7 +343,8 @@ def _add_model_options(p: argparse.ArgumentParser, calibration: bool) -> None:
             metavar="FILE|builtin|none",
             help="activation-aware compression calibrated on FILE's sentences (one per line), or "
             "'builtin' for hsslin's 48 calibration sentences, or 'none' (default auto: "
-            f"builtin for {' and '.join(_defaults.CALIBRATED_METHODS)}, none for the other methods)",
+            f"builtin for {' and '.join(m for m in _defaults.TUNED if _defaults.calibration_for(m))}, "
+            f"none for the other methods; calibrated methods: {', '.join(_defaults.CALIBRATED_METHODS)})",
         )
     p.add_argument(
         "--allocation",

@@ -6,8 +6,9 @@ import math
 
 import numpy as np
 
+from . import _activation
 from ._hierarchical import HODLRMatrix, HSSMatrix
-from ._lowrank import LowRankMatrix, SparsePlusLowRank
+from ._lowrank import LowRankMatrix, SparsePlusLowRank, check_input_gram
 from ._options import HODLR_DEFAULTS
 from ._quantized import QuantizedMatrix
 from ._sparse import CSRMatrix
@@ -30,6 +31,8 @@ METHODS = (
 #: Bit widths of method "rtn" (each in the storage of QuantizedMatrix's "int<bits>" format).
 RTN_BITS = tuple(range(2, 9))
 _RTN_GROUPS = (32, 64, 128, None)  # finest first: None is one group per row
+#: Methods that take `input_gram` (activation-aware fits).
+CALIBRATED = ("svd", "sparse", "sparse+svd")
 _SPLITS = (0.25, 0.5, 0.75)  # shares of the budget tried for the sparse part
 
 
@@ -96,14 +99,17 @@ def _within_budget(op, method: str, budget: int):
     return op
 
 
-def _best(candidates, W, method: str):
-    """The candidate with the lowest relative error (the first of equals).
+def _best(candidates, W, method: str, input_gram=None):
+    """The candidate with the lowest relative error (the first of equals); output error with `input_gram`.
 
     A candidate whose error is not finite holds non-finite values: it is
     never chosen, and when every candidate is such, RuntimeError says so
     (rather than a budget that could not be met).
     """
-    scored = [(op.relative_error(W), i, op) for i, op in enumerate(candidates)]
+    if input_gram is None:
+        scored = [(op.relative_error(W), i, op) for i, op in enumerate(candidates)]
+    else:
+        scored = [(_activation.output_error(op, W, input_gram), i, op) for i, op in enumerate(candidates)]
     finite = [t for t in scored if math.isfinite(t[0])]
     if not finite:
         raise RuntimeError(
@@ -172,8 +178,11 @@ def compress(W, method: str = "sparse+hodlr+rcm", budget_bytes: int | None = Non
         ``"svd"`` (truncated SVD, parameter `rank`; with `input_gram` =
         X^T X of calibration inputs, activation-aware: it minimises the
         output error ``||(W - A) X^T||_F``), ``"sparse"`` (magnitude
-        pruning, `density`), ``"sparse+svd"`` (`density`, `rank`,
-        `iterations` > 1 for OATS-style alternation), ``"hodlr"`` (`rank`
+        pruning, `density`; with `input_gram`, Wanda's score
+        ``|W_ij| sqrt(G_jj)``), ``"sparse+svd"`` (`density`, `rank`,
+        `iterations` > 1 for OATS-style alternation; with `input_gram`, OATS'
+        scaling by the input norms and, at a budget, the split of least
+        output error), ``"hodlr"`` (`rank`
         schedule with `rank_decay`, or `tol`), ``"hss"`` (`tol`),
         ``"sparse+hodlr"``, ``"sparse+hodlr+rcm"`` (`density`, `rank`,
         `rank_decay`, `rcm_pattern`), ``"sparse+hss+rcm"`` (`density`, `tol`).
@@ -237,8 +246,11 @@ def compress(W, method: str = "sparse+hodlr+rcm", budget_bytes: int | None = Non
         )
     if "zero_point" in params and method != "rtn":
         raise ValueError(f"zero_point applies to method 'rtn', not {method!r}")
-    if "input_gram" in params and method != "svd":
-        raise ValueError(f"input_gram (activation-aware compression) applies to method 'svd', not {method!r}")
+    if "input_gram" in params and method not in CALIBRATED:
+        raise ValueError(
+            f"input_gram (activation-aware compression) applies to method "
+            f"{' or '.join(map(repr, CALIBRATED))}, not {method!r}"
+        )
     op = _compress_to_budget(W, method, budget, leaf_size, seed, rank_decay, min_rank, params)
     return _within_budget(op, method, budget)
 
@@ -256,6 +268,8 @@ def _compress_to_budget(W, method, budget, leaf_size, seed, rank_decay, min_rank
         nnz = _max_nnz(m, n, budget, s)
         if nnz < 1:
             _too_small(method, _csr_nbytes(m, 1, s), budget)
+        if params.get("input_gram") is not None:
+            return _activation.sparse_fit(W, _density_for(nnz, m, n), False, params["input_gram"])
         return CSRMatrix.from_dense(W, density=_density_for(nnz, m, n))
     if method == "hodlr":
         r = _max_hodlr_rank(m, n, budget, s, leaf_size, rank_decay, min_rank)
@@ -281,6 +295,7 @@ def _compress_to_budget(W, method, budget, leaf_size, seed, rank_decay, min_rank
     iterations = params.get("iterations", 1)
     rcm_pattern = params.get("rcm_pattern", "residual")
     rcm = method.endswith("rcm")
+    gram = None if params.get("input_gram") is None else check_input_gram(params["input_gram"], n)
     perm_bytes = (m + n) * PERMUTATION_DTYPE.itemsize if rcm else 0  # row and column orders
 
     def split(nnz):
@@ -297,9 +312,11 @@ def _compress_to_budget(W, method, budget, leaf_size, seed, rank_decay, min_rank
             smallest = sparse + LowRankMatrix.bytes_for(m, n, 1, s)
             if r < 1:
                 return None, smallest
-            op = SparsePlusLowRank.from_dense(
-                W, density=density, rank=min(r, min(m, n)), iterations=iterations
-            )
+            r = min(r, min(m, n))
+            if gram is not None:
+                op = _activation.sparse_plus_svd_fit(W, density, r, iterations, False, gram)
+            else:
+                op = SparsePlusLowRank.from_dense(W, density=density, rank=r, iterations=iterations)
             return op, smallest
         if method in ("sparse+hodlr", "sparse+hodlr+rcm"):
             r = _max_hodlr_rank(m, n, rest - perm_bytes, s, leaf_size, rank_decay, min_rank)
@@ -332,7 +349,7 @@ def _compress_to_budget(W, method, budget, leaf_size, seed, rank_decay, min_rank
         if op is None:
             _too_small(method, smallest, budget)
         built = [op]
-    return _best([_within_budget(op, method, budget) for op in built], W, method)
+    return _best([_within_budget(op, method, budget) for op in built], W, method, gram)
 
 
 def _rtn_to_budget(W, budget, zero_point):
@@ -366,8 +383,8 @@ def _compress_with_params(W, method, leaf_size, seed, rank_decay, min_rank, para
 
     allowed = {
         "svd": {"rank", "input_gram"},
-        "sparse": {"density", "per_row"},
-        "sparse+svd": {"density", "rank", "iterations", "per_row"},
+        "sparse": {"density", "per_row", "input_gram"},
+        "sparse+svd": {"density", "rank", "iterations", "per_row", "input_gram"},
         "hodlr": {"rank", "tol", "max_rank", "power_iterations"},
         "hss": {"tol", "max_rank"},
         "sparse+hodlr": {"density", "rank", "tol", "max_rank"},
@@ -393,9 +410,24 @@ def _compress_with_params(W, method, leaf_size, seed, rank_decay, min_rank, para
         return QuantizedMatrix.from_dense(W, method)
     if method == "sparse":
         need("density")
+        gram = params.pop("input_gram", None)
+        if gram is not None:
+            return _activation.sparse_fit(
+                W, check_density(params["density"]), bool(params.get("per_row", False)), gram
+            )
         return CSRMatrix.from_dense(W, **params)
     if method == "sparse+svd":
         need("density", "rank")
+        gram = params.pop("input_gram", None)
+        if gram is not None:
+            return _activation.sparse_plus_svd_fit(
+                W,
+                check_density(params["density"]),
+                min(check_int(params["rank"], "rank", 1), min(W.shape)),
+                check_int(params.get("iterations", 1), "iterations", 1),
+                bool(params.get("per_row", False)),
+                gram,
+            )
         return SparsePlusLowRank.from_dense(W, **params)
     if method == "hodlr":
         return HODLRMatrix.from_dense(

@@ -39,7 +39,7 @@ MODEL_METHODS = ("cap",)
 ALL_METHODS = (*METHODS, *MODEL_METHODS)
 
 #: Methods that accept calibration batches (activation-aware compression).
-CALIBRATED_METHODS = ("svd", "cap")
+CALIBRATED_METHODS = ("svd", "cap", "sparse", "sparse+svd")
 #: Methods whose ranks can be allocated across layers under one shared budget.
 GLOBAL_METHODS = ("svd", "cap")
 #: The best measured calibration and allocation of each method; a method not

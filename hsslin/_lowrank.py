@@ -55,10 +55,25 @@ def whitened_spectrum(W: np.ndarray, input_gram: np.ndarray) -> np.ndarray:
     return np.linalg.svd(_whitened(W, input_gram), compute_uv=False)
 
 
+def whitening_basis(G: np.ndarray) -> np.ndarray:
+    """``E diag(sqrt(lam))`` (float64) for the symmetric G = E diag(lam) E^T, negative lam clipped to 0.
+
+    ``||A X^T||_F = ||A B||_F`` for this B and any A when G = X^T X: one
+    eigendecomposition per Gram matrix serves every layer that sees those inputs.
+    """
+    lam, E = np.linalg.eigh(G)
+    return E * np.sqrt(np.clip(lam, 0.0, None))
+
+
 def _whitened(W: np.ndarray, G: np.ndarray) -> np.ndarray:
     """``W E diag(sqrt(lam))`` in float64, for the (symmetric) G = E diag(lam) E^T."""
-    lam, E = np.linalg.eigh(G)
-    return W.astype(np.float64, copy=False) @ (E * np.sqrt(np.clip(lam, 0.0, None)))
+    return W.astype(np.float64, copy=False) @ whitening_basis(G)
+
+
+def projected_factors(W: np.ndarray, Q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The factors ``U = Q``, ``V = W^T Q`` (W's dtype) of the projection ``Q Q^T W``."""
+    V = W.astype(np.float64, copy=False).T @ Q
+    return Q.astype(W.dtype), V.astype(W.dtype)
 
 
 def _factor(A, name: str) -> np.ndarray:
@@ -145,9 +160,7 @@ class LowRankMatrix(LinearOperatorMixin, Persistent):
         if input_gram is None:
             return cls(*truncated_svd(W, rank))
         G = check_input_gram(input_gram, W.shape[1])
-        Q = whitened_projector(W, rank, G)
-        V = W.astype(np.float64, copy=False).T @ Q
-        return cls(Q.astype(W.dtype), V.astype(W.dtype))
+        return cls(*projected_factors(W, whitened_projector(W, rank, G)))
 
     @property
     def shape(self):

@@ -39,13 +39,14 @@ class RPCAResult(tuple):
     residual : float
         ``||W - L - S||_F / ||W||_F`` after the last iteration.
     converged : bool
-        Whether ``residual <= tol`` was reached within ``max_iter``
-        iterations. A stop at ``max_iter`` is not an error: a few
+        Whether ``residual <= tol`` and the last ``dual_residual <= tol``
+        were reached within ``max_iter`` iterations. A stop at ``max_iter`` is not an error: a few
         iterations are a legitimate, cheaper split.
     lam : float
         The lambda used.
     history : list of dict
-        Per iteration: ``rank`` (of L), ``nnz`` (of S), ``residual``, ``mu``
+        Per iteration: ``rank`` (of L), ``nnz`` (of S), ``residual``,
+        ``dual_residual`` (``mu ||S - S_previous||_F / ||W||_F``), ``mu``
         (the penalty it used), ``sketch`` (width of its last partial SVD)
         ``sketches`` (partial SVDs it ran: 1 + times the width grew) and
         ``seconds`` (its wall-clock time).
@@ -118,8 +119,13 @@ def rpca(
         Y <- Y + mu (W - L - S)           dual update
         mu <- min(rho mu, mu_0 mu_growth_limit)
 
-    from ``mu_0 = mu_scale / ||W||_2``, until ``||W - L - S||_F / ||W||_F
-    <= tol`` or ``max_iter`` iterations. The SVT computes only the singular
+    from ``mu_0 = mu_scale / ||W||_2``, until both the primal residual
+    ``||W - L - S||_F / ||W||_F`` and the dual residual ``mu ||S_k -
+    S_{k-1}||_F / ||W||_F`` are ``<= tol`` (feasible and optimal: the KKT
+    conditions of the splitting) or ``max_iter`` iterations. mu grows by
+    `rho` only after an iteration whose primal residual exceeded its dual
+    residual (residual balancing): growing it regardless freezes the
+    iterates wherever they first became feasible, short of the optimum. The SVT computes only the singular
     values above ``1/mu``, by a randomized partial SVD warm-started from the
     previous iteration: its width is predicted from the previous count and
     grows (by 5% of min(m, n)) while fewer than `oversampling` of the
@@ -148,7 +154,7 @@ def rpca(
         much below 1e-6 is rounding noise, which S then absorbs (its
         nonzeros grow toward m n).
     rho : float in (1, 100]
-        Growth factor of the penalty mu per iteration.
+        Growth factor of the penalty mu per iteration (when it grows).
     mu_scale : float > 0
         ``mu_0 = mu_scale / ||W||_2``.
     mu_growth_limit : float >= 1

@@ -443,6 +443,94 @@ def test_input_grams_leave_out_padding():
     np.testing.assert_allclose(plain["query"], (Xa.T @ Xa).numpy(), rtol=1e-12, atol=1e-12)
 
 
+def test_input_grams_one_pass_equals_layer_by_layer():
+    # A small LLaMA (2 layers, random weights), 3 batches: the hooks share the
+    # product of the one input Q, K and V see, the later batches stop after the
+    # last target, and every Gram still equals X^T X of that layer's inputs
+    # over all batches, recorded here by plain hooks that run the whole model.
+    model = _llama(vocab=64)
+    names = ht.find_targets(model, "qkv")
+    torch.manual_seed(1)
+    ids = [torch.randint(0, 64, (2, 9)) for _ in range(3)]
+    batches = [{"input_ids": x, "attention_mask": torch.ones(2, 9)} for x in ids]
+    seen = {n: [] for n in names}
+
+    def keep(module, args, name):
+        seen[name].append(args[0].reshape(-1, 128))
+
+    hooks = [model.get_submodule(n).register_forward_pre_hook(lambda m, a, n=n: keep(m, a, n)) for n in names]
+    with torch.no_grad():
+        for b in batches:
+            model(**b)
+    for h in hooks:
+        h.remove()
+    grams = ht.input_grams(model, names, batches)
+    assert grams["__tokens__"] == 3 * 2 * 9
+    for n in names:
+        X = torch.cat(seen[n]).double()
+        np.testing.assert_allclose(grams[n], (X.T @ X).numpy(), rtol=1e-12, atol=1e-9)
+    # Q, K and V of a layer read one tensor: one array (one whitening); layers differ.
+    for layer in (0, 1):
+        q, k, v = (grams[f"model.layers.{layer}.self_attn.{p}_proj"] for p in "qkv")
+        assert q is k is v
+    assert grams[names[0]] is not grams[names[3]]
+
+
+def test_calibrated_global_svd_equals_layer_by_layer_fits():
+    # compress_model computes each layer's whitened SVD once for the
+    # allocation and the fit; the result is what the layer-by-layer route
+    # (spectra, then compress(W, "svd", rank, input_gram)) builds.
+    model = _llama(vocab=64)
+    names = ht.find_targets(model, "qkv")
+    torch.manual_seed(2)
+    batches = [torch.randint(0, 64, (2, 40)) for _ in range(2)]
+    grams = ht.input_grams(model, names, batches)
+    from hsslin.torch._calibration import global_svd_ranks
+    from hsslin.torch._weights import weight_numpy
+
+    weights = {n: weight_numpy(model.get_submodule(n)) for n in names}
+
+    ranks = global_svd_ranks(weights, grams, 0.4)
+    ht.compress_model(
+        model, method="svd", budget=0.4, calibration=batches, allocation="global", progress=False
+    )
+    for n in names:
+        layer = model.get_submodule(n)
+        expected = hsslin.compress(weights[n], "svd", rank=ranks[n], input_gram=grams[n])
+        assert layer.operator.rank == ranks[n]
+        # The same float64 SVD on both routes; storing U and V = W^T U in float32
+        # moves an entry of U V^T by at most 2 eps ||u_i|| ||v_j|| <= 2 eps ||W||_2.
+        bound = 4 * EPS32 * np.linalg.norm(weights[n].astype(np.float64), 2)
+        np.testing.assert_allclose(layer.operator.to_dense(), expected.to_dense(), rtol=0, atol=bound)
+
+
+@pytest.mark.parametrize("method", ["sparse", "sparse+svd"])
+def test_compress_model_calibrated_sparse_methods(method):
+    # Input features with norms spread over two decades (an LLM's outlier
+    # features, planted in the embedding): the calibrated fit (Wanda's score,
+    # OATS' scaling) lowers the output error on the calibration inputs.
+    torch.manual_seed(3)
+    model = _TinyEncoder()
+    with torch.no_grad():
+        model.emb.weight.mul_(10.0 ** torch.empty(12).uniform_(-1.0, 1.0))
+    ids = torch.randint(0, 50, (4, 16))
+    X = model.emb(ids).reshape(-1, 12).detach().double()
+
+    def output_error(m):
+        W = model.query.weight.detach().double()
+        A = torch.as_tensor(m.query.get_operator().to_dense()).double()
+        return float(torch.linalg.norm((W - A) @ X.T))
+
+    errors = {}
+    for calibration in ([ids], None):
+        comp = copy.deepcopy(model)
+        ht.compress_model(
+            comp, targets=["query"], method=method, budget=0.75, calibration=calibration, progress=False
+        )
+        errors[calibration is None] = output_error(comp)
+    assert errors[False] < errors[True]
+
+
 def test_calibration_bad_input():
     model = _TinyEncoder()
     ids = torch.randint(0, 50, (2, 5))

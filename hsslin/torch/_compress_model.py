@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 import time
 
 from torch import nn
 
-from .. import _defaults, compress
+from .. import LowRankMatrix, _defaults, compress
+from .._lowrank import projected_factors
 from .._validation import check_density
-from ._calibration import calibration_batches, global_svd_ranks, input_grams
+from ._calibration import (
+    _single_threaded_blas,
+    calibration_batches,
+    global_svd_ranks,
+    input_grams,
+    whitened_svds,
+)
 from ._cap import CAPOptions, cap_operators
 from ._layer import HSSLinear, compressed_layers
 from ._report import CompressionReport, LayerReport, describe_operator
@@ -52,6 +60,22 @@ class _Progress:
             self.bar.close()
         elif self.enabled:
             sys.stderr.write("\n")
+
+
+# Parameters compress() takes and method 'svd' ignores: with only these, the
+# calibrated svd fit uses the whitened SVD computed once per layer.
+_SHARED_SVD_PARAMS = {"seed", "leaf_size", "rank_decay", "min_rank"}
+
+
+def _shared_svd_rank(W, budget_bytes, ranks, name):
+    """The rank compress(W, "svd", ...) would use for this layer, or None (then compress() runs)."""
+    m, n = W.shape
+    if ranks is not None:
+        return min(ranks[name], min(m, n))
+    if budget_bytes is None:
+        return None
+    r = (budget_bytes - LowRankMatrix.bytes_for(m, n, 0, W.dtype.itemsize)) // ((m + n) * W.dtype.itemsize)
+    return min(r, min(m, n)) if r >= 1 else None  # None: compress() raises its too-small error
 
 
 def _announce(progress: bool, message: str) -> None:
@@ -107,13 +131,16 @@ def compress_model(
     trainable : bool
         Make the new layers trainable (see :class:`HSSLinear`).
     calibration : "auto", "builtin", iterable of batches, or None
-        Activation-aware compression (methods ``"svd"`` and ``"cap"``): run
-        the model on these batches (see :func:`calibration_batches`), record each
-        target's input Gram matrix ``X^T X`` and compress to minimise the
-        layer's output error ``||(W - A) X^T||_F`` rather than its weight
-        error. ``"builtin"``: :data:`CALIBRATION_SENTENCES` tokenized by
-        `tokenizer`. ``"auto"`` (default): ``"builtin"`` for methods
-        ``"svd"`` and ``"cap"``, None (no calibration) for the others.
+        Activation-aware compression (methods ``"svd"``, ``"cap"``,
+        ``"sparse"`` and ``"sparse+svd"``): run the model on these batches
+        (see :func:`calibration_batches`) once, record each target's input
+        Gram matrix ``X^T X`` and compress to minimise the layer's output
+        error ``||(W - A) X^T||_F`` rather than its weight error (``sparse``:
+        Wanda's score ``|W_ij| ||X_j||``; ``sparse+svd``: OATS, the fit of W
+        scaled by the input norms, unscaled; see :mod:`hsslin._activation`).
+        ``"builtin"``: :data:`CALIBRATION_SENTENCES` tokenized by `tokenizer`.
+        ``"auto"`` (default): ``"builtin"`` for methods ``"svd"`` and
+        ``"cap"``, None (no calibration) for the others.
         None: no calibration (not for ``"cap"``, whose policy is scored on
         the batches).
     allocation : "auto", "uniform" or "global"
@@ -174,12 +201,21 @@ def compress_model(
         # Per-layer seconds: the layer's RPCA plus an equal share of the policy.
         rpca_seconds = {n: sum(h["seconds"] for h in r.history) for n, r in info["rpca"].items()}
         shared = (time.perf_counter() - t0 - sum(rpca_seconds.values())) / len(names)
-    elif allocation == "global":
+    svds = {}  # calibrated svd: each layer's whitened SVD, shared by the allocation and the fit
+    if method == "svd" and grams and not set(params) - _SHARED_SVD_PARAMS:
+        _announce(progress, f"whitened SVDs of {len(names)} layers")
+        svds = whitened_svds({n: weight_numpy(model.get_submodule(n)) for n in names}, grams)
+    if method not in _defaults.MODEL_METHODS and allocation == "global":
         _announce(progress, f"allocating ranks across {len(names)} layers")
-        ranks = global_svd_ranks({n: weight_numpy(model.get_submodule(n)) for n in names}, grams, budget)
+        weights = {n: weight_numpy(model.get_submodule(n)) for n in names}
+        ranks = global_svd_ranks(weights, grams, budget, spectra={n: s for n, (_, s) in svds.items()})
     before = _param_bytes(model)
     rows, replacements = [], []  # the model changes only once every layer compressed
     bar = _Progress(len(names), progress)
+    # The shared-SVD fits are small float64 products: single-threaded BLAS (see whitened_svds).
+    stack = contextlib.ExitStack()
+    if svds:
+        stack.enter_context(_single_threaded_blas())
     try:
         for name in names:
             module = model.get_submodule(name)
@@ -192,8 +228,12 @@ def compress_model(
             if ranks is not None:
                 budget_bytes, layer_params["rank"] = None, ranks[name]
             t0 = time.perf_counter()
+            rank = _shared_svd_rank(W, budget_bytes, ranks, name) if name in svds else None
             if name in model_ops:
                 op, seconds = model_ops[name], rpca_seconds[name] + shared
+            elif rank is not None:  # what compress(W, "svd", input_gram=...) builds, from the shared SVD
+                op = LowRankMatrix(*projected_factors(W, svds[name][0][:, :rank]))
+                seconds = time.perf_counter() - t0
             else:
                 try:
                     op = compress(W, method, budget_bytes=budget_bytes, **layer_params)
@@ -218,6 +258,7 @@ def compress_model(
             )
             bar.step(name)
     finally:
+        stack.close()
         bar.close()
     for name, layer in replacements:
         replace_module(model, name, layer)

@@ -8,7 +8,10 @@
 /// (2010, Algorithm 5):
 ///   L <- SVT(W - S + Y/mu, 1/mu),  S <- soft(W - L + Y/mu, lambda/mu),
 ///   Y <- Y + mu (W - L - S),       mu <- min(rho mu, mu_max),
-/// stopping when ||W - L - S||_F / ||W||_F <= tol. The singular value
+/// stopping when both the primal residual ||W - L - S||_F / ||W||_F and the
+/// dual residual mu ||S - S_previous||_F / ||W||_F are <= tol; mu grows
+/// only in iterations after one whose primal residual exceeded its dual
+/// residual (residual balancing). The singular value
 /// thresholding (SVT) needs only the singular values above 1/mu; they come
 /// from a randomized partial SVD (range finder with subspace iterations,
 /// warm-started from the previous iteration's right singular vectors) whose
@@ -85,13 +88,14 @@ class RPCAOptions {
 
 /// \brief State after one iteration of robust_pca.
 struct RPCAStep {
-  Index rank = 0;         ///< singular values kept by the SVT
-  Index nnz = 0;          ///< nonzeros of S
-  double residual = 0.0;  ///< ||W - L - S||_F / ||W||_F
-  double mu = 0.0;        ///< penalty the iteration used
-  Index sketch = 0;       ///< width of the last partial SVD (>= rank + oversampling, or full)
-  Index sketches = 0;     ///< partial SVDs the iteration ran (1 + number of times it grew)
-  double seconds = 0.0;   ///< wall-clock time of the iteration
+  Index rank = 0;              ///< singular values kept by the SVT
+  Index nnz = 0;               ///< nonzeros of S
+  double residual = 0.0;       ///< ||W - L - S||_F / ||W||_F
+  double dual_residual = 0.0;  ///< mu ||S - S_previous||_F / ||W||_F (optimality)
+  double mu = 0.0;             ///< penalty the iteration used
+  Index sketch = 0;            ///< width of the last partial SVD (>= rank + oversampling, or full)
+  Index sketches = 0;          ///< partial SVDs the iteration ran (1 + number of times it grew)
+  double seconds = 0.0;        ///< wall-clock time of the iteration
 };
 
 /// \brief L = U V^T and S of a robust PCA, with its convergence record.
@@ -103,7 +107,7 @@ struct RPCAResult {
   CSRMatrix<T> S;             ///< sparse part, sorted column indices, no stored zeros
   std::vector<RPCAStep> history;  ///< one entry per iteration run
   double lambda = 0.0;            ///< the lambda used
-  bool converged = false;         ///< residual <= tol reached within max_iter
+  bool converged = false;         ///< residual and dual_residual <= tol within max_iter
 };
 
 /// Robust PCA of a dense m x n matrix W (row-major). Throws
