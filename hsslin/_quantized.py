@@ -12,7 +12,7 @@ import numpy as np
 
 from ._io import Kind, Persistent, register_core
 from ._loader import core as _core
-from ._operator import LinearOperatorMixin
+from ._operator import LinearOperatorMixin, ShapeAndDtype
 from ._validation import as_float_matrix
 
 __all__ = ["QuantizedMatrix", "FORMATS", "GROUP_SIZES"]
@@ -60,7 +60,7 @@ def _format_args(format, group_size, zero_point):
     return _INT_CODE, int(format[3:]), 0 if group_size is None else int(group_size), bool(zero_point)
 
 
-class QuantizedMatrix(LinearOperatorMixin, Persistent):
+class QuantizedMatrix(ShapeAndDtype, LinearOperatorMixin, Persistent):
     """A dense matrix in low-precision storage, decoded on the fly by every product.
 
     Formats:
@@ -103,6 +103,9 @@ class QuantizedMatrix(LinearOperatorMixin, Persistent):
         if type(impl) not in _DTYPE_OF:
             raise TypeError("QuantizedMatrix is built by QuantizedMatrix.from_dense(W, format, ...)")
         self._impl = impl
+        self._shape = (impl.rows, impl.cols)
+        # The dtype products compute in (float32 or float64), not the storage format.
+        self._dtype = _DTYPE_OF[type(impl)]
 
     @classmethod
     def _from_impl(cls, impl):
@@ -159,16 +162,6 @@ class QuantizedMatrix(LinearOperatorMixin, Persistent):
         return int(_core.quantized_nbytes(m, n, code, bits, group, zp))
 
     # -- attributes -------------------------------------------------------
-
-    @property
-    def shape(self):
-        """``(m, n)``."""
-        return (self._impl.rows, self._impl.cols)
-
-    @property
-    def dtype(self):
-        """The dtype products compute in (float32 or float64), not the storage format."""
-        return _DTYPE_OF[type(self._impl)]
 
     @property
     def format(self) -> str:

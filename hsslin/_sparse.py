@@ -15,7 +15,7 @@ import scipy.sparse as sp
 
 from ._io import CorePersistent, Kind, register_core
 from ._loader import core as _core
-from ._operator import LinearOperatorMixin, TransposedOperator
+from ._operator import LinearOperatorMixin, ShapeAndDtype, TransposedOperator
 from ._validation import check_density, float_dtype_of, for_core, require_finite
 
 __all__ = ["CSRMatrix", "bandwidth", "reverse_cuthill_mckee"]
@@ -66,7 +66,7 @@ def _as_shape(shape):
     return m, n
 
 
-class CSRMatrix(LinearOperatorMixin, CorePersistent):
+class CSRMatrix(ShapeAndDtype, LinearOperatorMixin, CorePersistent):
     """Real sparse matrix in compressed sparse row form (float32 or float64).
 
     Storage is values, int32 column indices and int64 row pointers; products
@@ -107,7 +107,7 @@ class CSRMatrix(LinearOperatorMixin, CorePersistent):
 
     def __init__(self, arg1, shape=None, *, copy=False):
         if type(arg1) in _DTYPE_OF:
-            self._impl = arg1
+            self._set_impl(arg1)
             return
         if not (isinstance(arg1, tuple) and len(arg1) == 3):
             raise TypeError(
@@ -130,7 +130,7 @@ class CSRMatrix(LinearOperatorMixin, CorePersistent):
         indptr = _as_indptr(indptr, m)
         if data.shape[0] != indices.shape[0]:
             raise ValueError(f"data has shape {data.shape} but indices has shape {indices.shape}")
-        self._impl = _IMPLS[dtype](data, indices, indptr, (m, n))
+        self._set_impl(_IMPLS[dtype](data, indices, indptr, (m, n)))
 
     # -- construction -----------------------------------------------------
 
@@ -221,17 +221,12 @@ class CSRMatrix(LinearOperatorMixin, CorePersistent):
         rho = check_density(density, sparsity)
         return cls(_core.top_magnitude(W, rho, bool(per_row)))
 
+    def _set_impl(self, impl):
+        self._impl = impl
+        self._shape = (impl.rows, impl.cols)
+        self._dtype = _DTYPE_OF[type(impl)]
+
     # -- attributes -------------------------------------------------------
-
-    @property
-    def shape(self):
-        """``(m, n)``."""
-        return (self._impl.rows, self._impl.cols)
-
-    @property
-    def dtype(self):
-        """Value dtype, float32 or float64."""
-        return _DTYPE_OF[type(self._impl)]
 
     @property
     def nnz(self):
