@@ -472,7 +472,7 @@ def plot(rows, path: str, title: str) -> None:
     plt.close(fig)
 
 
-def write_markdown(path, rows, targets, info, settings, command, png, elapsed):
+def write_markdown(path, rows, targets, info, settings, command, png, elapsed, done=True):
     hd, bd = table_dense(rows)
     hk, bk = table_kernel(rows)
     lines = [
@@ -484,7 +484,12 @@ def write_markdown(path, rows, targets, info, settings, command, png, elapsed):
         command,
         "```",
         "",
-        f"Run took {elapsed / 60:.1f} min. Raw results: `bench_solve.json`. Plot: `{png}`.",
+        (
+            f"Run took {elapsed / 60:.1f} min."
+            if done
+            else f"**Interrupted run**: the rows measured in its first {elapsed / 60:.1f} min."
+        )
+        + f" Raw results: `bench_solve.json`. Plot: `{png}`.",
         "",
         "## Machine and settings",
         "",
@@ -574,6 +579,29 @@ def main(argv=None) -> int:
         print(f"  {k}: {v}")
     rows: list[dict] = []
 
+    png = os.path.join(args.out, "bench_solve.png")
+
+    def report(done: bool):
+        # Rewritten after every row, so an interrupted run leaves its rows so far.
+        info["load average at end" if done else "load average at the last row"] = " ".join(
+            f"{v:.2f}" for v in (T.loadavg() or ())
+        )
+        elapsed = time.perf_counter() - t_begin
+        targets = evaluate_targets(rows)
+        plot(rows, png, f"hsslin direct solvers, tol={TOL:g}, leaf={LEAF}; {info.get('CPU', '')}")
+        write_markdown(
+            os.path.join(args.out, "bench_solve.md"),
+            rows,
+            targets,
+            info,
+            settings,
+            command,
+            os.path.basename(png),
+            elapsed,
+            done,
+        )
+        return targets, elapsed
+
     def record(row):
         row["load_average"] = T.loadavg()
         rows.append(row)
@@ -585,6 +613,7 @@ def main(argv=None) -> int:
                 indent=1,
                 default=str,
             )
+        report(done=False)
 
     def quiet():
         if args.wait_quiet > 0:
@@ -610,24 +639,11 @@ def main(argv=None) -> int:
                 continue
             quiet()
             record(run_child(args, dim, n))
-    info["load average at end"] = " ".join(f"{v:.2f}" for v in (T.loadavg() or ()))
-    elapsed = time.perf_counter() - t_begin
-    targets = evaluate_targets(rows)
+    info.pop("load average at the last row", None)
+    targets, elapsed = report(done=True)
     print(T.render_table(*table_dense(rows)))
     print(T.render_table(*table_kernel(rows)))
     print(T.render_table(["target", "measured", "verdict"], targets))
-    png = os.path.join(args.out, "bench_solve.png")
-    plot(rows, png, f"hsslin direct solvers, tol={TOL:g}, leaf={LEAF}; {info.get('CPU', '')}")
-    write_markdown(
-        os.path.join(args.out, "bench_solve.md"),
-        rows,
-        targets,
-        info,
-        settings,
-        command,
-        os.path.basename(png),
-        elapsed,
-    )
     print(f"wrote {args.out}/bench_solve.md, .png, .json ({elapsed:.0f} s)")
     return 0
 
