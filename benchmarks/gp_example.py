@@ -176,6 +176,7 @@ def main(argv=None) -> int:
         "",
         "The whole computation through hsslin, for one lengthscale:",
         "",
+        "<!-- skip: an outline of the script's loop (x, y, l, noise and K come from the script) -->",
         "```python",
         "H = hsslin.HSSMatrix.from_kernel(x, 'gaussian', lengthscale=l, nugget=noise, tol=1e-6)",
         "F = H.factor(symmetric=True)           # Cholesky-type ULV",
