@@ -9,7 +9,7 @@ any ``torch.optim`` optimizer.
 
 One concept per module: ``_weights`` (the layers replaced), ``_factors``
 (trainable forms), ``_layer`` (:class:`HSSLinear`), ``_targets`` (choosing
-layers), ``_calibration``, ``_report``, ``_compress_model``, ``_io`` (the
+layers), ``_calibration``, ``_report``, ``_compress_model``, ``_heal``, ``_io`` (the
 folder format), ``_eval`` (perplexity, embedding fidelity), ``_models`` (SmolLM2 and
 the licence texts), ``_sentences``
 and ``_cli`` (the command handlers).
@@ -36,6 +36,7 @@ from ._eval import (
     perplexity,
     sentence_embeddings,
 )
+from ._heal import HealReport, heal, healing_loss, reference_outputs
 from ._io import FACTORS_FILE, FORMAT_VERSION, MANIFEST, load_compressed, read_manifest, save_compressed
 from ._layer import HSSLinear, compressed_layers
 from ._models import (
@@ -56,6 +57,10 @@ __all__ = [
     "CompressionReport",
     "LayerReport",
     "compress_model",
+    "heal",
+    "HealReport",
+    "healing_loss",
+    "reference_outputs",
     "save_compressed",
     "load_compressed",
     "read_manifest",

@@ -20,6 +20,9 @@ from ._calibration import (
     whitened_svds,
 )
 from ._cap import CAPOptions, cap_operators
+from ._heal import _check as _check_heal
+from ._heal import heal as heal_model
+from ._heal import reference_outputs
 from ._layer import HSSLinear, compressed_layers
 from ._report import CompressionReport, LayerReport, describe_operator
 from ._targets import find_targets, replace_module
@@ -94,6 +97,7 @@ def compress_model(
     calibration=_defaults.AUTO,
     allocation: str = _defaults.AUTO,
     tokenizer=None,
+    heal=None,
     **params,
 ) -> CompressionReport:
     """Replace the selected linear layers of `model` by :class:`HSSLinear`, in place.
@@ -152,6 +156,14 @@ def compress_model(
         ``"svd"`` and ``"cap"`` with a budget, ``"uniform"`` otherwise.
     tokenizer : optional
         The model's tokenizer, needed by ``calibration="builtin"``.
+    heal : int, dict or None
+        After compressing, fine-tune the new layers' factors on the
+        calibration batches (:func:`heal`): an int is the number of steps, a
+        dict holds :func:`heal`'s keywords (``steps``, ``lr``, ``seed``).
+        For a model that is not a causal LM the loss distils the last hidden
+        state of the uncompressed model, computed on the batches before
+        compressing. Needs `calibration`. The report's ``heal`` field holds
+        the :class:`HealReport`; the budget still holds (only values train).
     **params
         Passed to :func:`hsslin.compress` (`leaf_size`, `rank_decay`, `seed`,
         and with no budget `density`, `rank`, `tol`), or CAP's settings
@@ -176,6 +188,7 @@ def compress_model(
     if "sparsity" in params:  # the deprecated name of density
         params["density"] = check_density(params.pop("density", None), params.pop("sparsity"))
     budget, calibration, allocation = _defaults.resolve(method, budget, calibration, allocation, params)
+    heal_options = _heal_options(heal)
     names = find_targets(model, targets)
     if isinstance(calibration, str):  # "builtin"
         if tokenizer is None:
@@ -185,7 +198,9 @@ def compress_model(
                 "or calibration=None to compress without calibration"
             )
         calibration = calibration_batches(tokenizer)
-    grams = {}
+    grams, batches = {}, None
+    if heal_options is not None and calibration is None:
+        raise ValueError("heal needs calibration batches to train on: pass calibration=...")
     if calibration is not None:
         batches = calibration if isinstance(calibration, (list, tuple)) else list(calibration)
         _announce(progress, f"calibrating: running the model on {len(batches)} batches")
@@ -209,6 +224,10 @@ def compress_model(
         _announce(progress, f"allocating ranks across {len(names)} layers")
         weights = {n: weight_numpy(model.get_submodule(n)) for n in names}
         ranks = global_svd_ranks(weights, grams, budget, spectra={n: s for n, (_, s) in svds.items()})
+    references = None
+    if heal_options is not None:  # the uncompressed model's outputs, for distillation
+        _announce(progress, "recording the uncompressed model's outputs for healing")
+        references = reference_outputs(model, batches)
     before = _param_bytes(model)
     rows, replacements = [], []  # the model changes only once every layer compressed
     bar = _Progress(len(names), progress)
@@ -263,4 +282,28 @@ def compress_model(
     for name, layer in replacements:
         replace_module(model, name, layer)
     after = before - sum(r.bytes_before for r in rows) + sum(r.bytes_after for r in rows)
-    return CompressionReport(rows, before, after, budget)
+    report = CompressionReport(rows, before, after, budget)
+    if heal_options is not None:
+        options = {"progress": progress, **heal_options}
+        report.heal = heal_model(model, batches, references=references, **options)
+        built = sum(layer.nbytes for _, layer in replacements)
+        if built != sum(r.bytes_after for r in rows):  # only values train: the promise still holds
+            raise RuntimeError(f"healing changed the compressed layers' bytes to {built:,}")
+    return report
+
+
+_HEAL_KEYS = {"steps", "lr", "seed"}
+
+
+def _heal_options(heal) -> dict | None:
+    """compress_model's `heal` as heal()'s keywords, or None."""
+    if heal is None:
+        return None
+    if isinstance(heal, bool) or not isinstance(heal, (int, dict)):
+        raise TypeError(f"heal must be an int (steps), a dict of heal() keywords or None, got {heal!r}")
+    options = {"steps": heal} if isinstance(heal, int) else dict(heal)
+    unknown = sorted(set(options) - _HEAL_KEYS)
+    if unknown:
+        raise TypeError(f"heal takes {', '.join(sorted(_HEAL_KEYS))}; got unexpected {', '.join(unknown)}")
+    _check_heal(options.get("steps", 100), options.get("lr", 1e-4))
+    return options

@@ -119,6 +119,7 @@ class CompressionReport:
     model_bytes_before: int
     model_bytes_after: int
     budget: float | None = None
+    heal: object = None  # the HealReport of compress_model(..., heal=...)
 
     @property
     def targets_bytes_before(self) -> int:
