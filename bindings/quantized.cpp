@@ -29,12 +29,29 @@ QuantizedMatrix<T> encode(const py::array& A, int format, int bits, Index group_
 }
 
 template <class T>
+QuantizedMatrix<T> from_codes(const py::array_t<std::int64_t, py::array::c_style>& codes,
+                              const py::array_t<double, py::array::c_style>& scales,
+                              const py::array_t<std::int64_t, py::array::c_style>& zeros, int bits,
+                              Index group_size, bool zero_point) {
+  HSSLIN_CHECK(codes.ndim() == 2, "codes must be a 2-D array, got ", codes.ndim(), " dimensions");
+  const Index m = codes.shape(0), n = codes.shape(1);
+  const std::int64_t* c = codes.data();
+  const double* s = scales.data();
+  const std::int64_t* z = zeros.data();
+  const Index ns = scales.size(), nz = zeros.size();
+  py::gil_scoped_release release;
+  return QuantizedMatrix<T>::from_codes(c, m, n, s, ns, z, nz, bits, group_size, zero_point);
+}
+
+template <class T>
 void register_quantized_class(py::module_& m, const char* name) {
   using Q = QuantizedMatrix<T>;
   py::class_<Q> cls(m, name, py::module_local());
   def_serialization(cls);
   cls.def_static("encode", &encode<T>, py::arg("W"), py::arg("format"), py::arg("bits"),
                  py::arg("group_size"), py::arg("zero_point"))
+      .def_static("from_codes", &from_codes<T>, py::arg("codes"), py::arg("scales"),
+                  py::arg("zeros"), py::arg("bits"), py::arg("group_size"), py::arg("zero_point"))
       .def("apply", &apply_operator<Q, T>, py::arg("x"), py::arg("transpose"))
       .def(
           "to_dense",

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from . import _activation
+from . import _activation, _gptq
 from ._hierarchical import HODLRMatrix, HSSMatrix
 from ._lowrank import LowRankMatrix, SparsePlusLowRank, check_input_gram
 from ._options import HODLR_DEFAULTS
@@ -25,6 +25,7 @@ METHODS = (
     "sparse+hodlr+rcm",
     "sparse+hss+rcm",
     "rtn",
+    "gptq",
     "float16",
     "bfloat16",
 )
@@ -32,7 +33,7 @@ METHODS = (
 RTN_BITS = tuple(range(2, 9))
 _RTN_GROUPS = (32, 64, 128, None)  # finest first: None is one group per row
 #: Methods that take `input_gram` (activation-aware fits).
-CALIBRATED = ("svd", "sparse", "sparse+svd")
+CALIBRATED = ("svd", "sparse", "sparse+svd", "gptq")
 _SPLITS = (0.25, 0.5, 0.75)  # shares of the budget tried for the sparse part
 
 
@@ -244,7 +245,7 @@ def compress(W, method: str = "sparse+hodlr+rcm", budget_bytes: int | None = Non
         raise ValueError(
             f"with budget_bytes the method picks its own parameters; remove {', '.join(sorted(unknown))}"
         )
-    if "zero_point" in params and method != "rtn":
+    if "zero_point" in params and method not in ("rtn", "gptq"):
         raise ValueError(f"zero_point applies to method 'rtn', not {method!r}")
     if "input_gram" in params and method not in CALIBRATED:
         raise ValueError(
@@ -283,8 +284,11 @@ def _compress_to_budget(W, method, budget, leaf_size, seed, rank_decay, min_rank
         if size > budget:
             _too_small(method, size, budget)
         return QuantizedMatrix.from_dense(W, method)
-    if method == "rtn":
-        return _rtn_to_budget(W, budget, params.get("zero_point", False))
+    if method in ("rtn", "gptq"):
+        gram = params.get("input_gram")
+        if method == "gptq":
+            _need_gram(gram)
+        return _rtn_to_budget(W, budget, params.get("zero_point", False), method, gram)
     if method == "hss":
         op, smallest = _fit_hss(W, budget, method, leaf_size, seed)
         if op is None:
@@ -352,8 +356,16 @@ def _compress_to_budget(W, method, budget, leaf_size, seed, rank_decay, min_rank
     return _best([_within_budget(op, method, budget) for op in built], W, method, gram)
 
 
-def _rtn_to_budget(W, budget, zero_point):
-    """Round to nearest at the most bits, then the finest grouping, whose bytes fit `budget`."""
+def _need_gram(gram):
+    if gram is None:
+        raise ValueError(
+            "method 'gptq' needs input_gram (X^T X of calibration inputs); without calibration "
+            "GPTQ is round to nearest: use method 'rtn'"
+        )
+
+
+def _rtn_to_budget(W, budget, zero_point, method="rtn", gram=None):
+    """RTN or GPTQ at the most bits, then the finest grouping, whose bytes fit `budget`."""
     m, n = W.shape
     sizes = [
         (bits, g, QuantizedMatrix.nbytes_for((m, n), f"int{bits}", group_size=g, zero_point=zero_point))
@@ -363,8 +375,10 @@ def _rtn_to_budget(W, budget, zero_point):
     ]
     for bits, g, size in sizes:
         if size <= budget:
+            if method == "gptq":
+                return _gptq.gptq(W, bits, g, zero_point, gram)
             return QuantizedMatrix.from_dense(W, f"int{bits}", group_size=g, zero_point=zero_point)
-    _too_small("rtn", min(size for _, _, size in sizes), budget)
+    _too_small(method, min(size for _, _, size in sizes), budget)
 
 
 def _rtn(W, bits, group_size=64, zero_point=False):
@@ -391,6 +405,7 @@ def _compress_with_params(W, method, leaf_size, seed, rank_decay, min_rank, para
         "sparse+hodlr+rcm": {"density", "rank", "tol", "max_rank", "rcm_pattern"},
         "sparse+hss+rcm": {"density", "tol", "max_rank", "rcm_pattern"},
         "rtn": {"bits", "group_size", "zero_point"},
+        "gptq": {"bits", "group_size", "zero_point", "input_gram"},
         "float16": set(),
         "bfloat16": set(),
     }[method]
@@ -406,6 +421,21 @@ def _compress_with_params(W, method, leaf_size, seed, rank_decay, min_rank, para
     if method == "rtn":
         need("bits")
         return _rtn(W, **params)
+    if method == "gptq":
+        need("bits")
+        _need_gram(params.get("input_gram"))
+        bits = params["bits"]
+        if isinstance(bits, (bool, np.bool_)) or not isinstance(bits, (int, np.integer)):
+            raise TypeError(f"bits must be an integer, got {type(bits).__name__}")
+        if bits not in RTN_BITS:
+            raise ValueError(f"bits must be in 2..8, got {bits}")
+        return _gptq.gptq(
+            W,
+            int(bits),
+            params.get("group_size", 64),
+            bool(params.get("zero_point", False)),
+            params["input_gram"],
+        )
     if method in ("float16", "bfloat16"):
         return QuantizedMatrix.from_dense(W, method)
     if method == "sparse":

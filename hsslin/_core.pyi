@@ -533,6 +533,15 @@ class QuantizedMatrix32:
         group_size: typing.SupportsInt | typing.SupportsIndex,
         zero_point: bool,
     ) -> QuantizedMatrix32: ...
+    @staticmethod
+    def from_codes(
+        codes: typing.Annotated[numpy.typing.ArrayLike, numpy.int64],
+        scales: typing.Annotated[numpy.typing.ArrayLike, numpy.float64],
+        zeros: typing.Annotated[numpy.typing.ArrayLike, numpy.int64],
+        bits: typing.SupportsInt | typing.SupportsIndex,
+        group_size: typing.SupportsInt | typing.SupportsIndex,
+        zero_point: bool,
+    ) -> QuantizedMatrix32: ...
     def apply(self, x: numpy.ndarray, transpose: bool) -> numpy.ndarray: ...
     def as_float32(self) -> QuantizedMatrix32: ...
     def as_float64(self) -> ...: ...
@@ -568,6 +577,15 @@ class QuantizedMatrix64:
     def encode(
         W: numpy.ndarray,
         format: typing.SupportsInt | typing.SupportsIndex,
+        bits: typing.SupportsInt | typing.SupportsIndex,
+        group_size: typing.SupportsInt | typing.SupportsIndex,
+        zero_point: bool,
+    ) -> QuantizedMatrix64: ...
+    @staticmethod
+    def from_codes(
+        codes: typing.Annotated[numpy.typing.ArrayLike, numpy.int64],
+        scales: typing.Annotated[numpy.typing.ArrayLike, numpy.float64],
+        zeros: typing.Annotated[numpy.typing.ArrayLike, numpy.int64],
         bits: typing.SupportsInt | typing.SupportsIndex,
         group_size: typing.SupportsInt | typing.SupportsIndex,
         zero_point: bool,

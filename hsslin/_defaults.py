@@ -39,7 +39,7 @@ MODEL_METHODS = ("cap",)
 ALL_METHODS = (*METHODS, *MODEL_METHODS)
 
 #: Methods that accept calibration batches (activation-aware compression).
-CALIBRATED_METHODS = ("svd", "cap", "sparse", "sparse+svd")
+CALIBRATED_METHODS = ("svd", "cap", "sparse", "sparse+svd", "gptq")
 #: Methods whose ranks can be allocated across layers under one shared budget.
 GLOBAL_METHODS = ("svd", "cap")
 #: The best measured calibration and allocation of each method; a method not
@@ -47,6 +47,7 @@ GLOBAL_METHODS = ("svd", "cap")
 TUNED = {
     "svd": {"calibration": "builtin", "allocation": "global"},
     "cap": {"calibration": "builtin", "allocation": "global"},
+    "gptq": {"calibration": "builtin", "allocation": "uniform"},
 }
 
 #: What the default configuration measured, as the README and docs quote it

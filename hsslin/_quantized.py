@@ -147,6 +147,72 @@ class QuantizedMatrix(ShapeAndDtype, LinearOperatorMixin, Persistent):
         W = as_float_matrix(W, "W")
         return cls(_IMPLS[W.dtype].encode(W, code, bits, group, zp))
 
+    @classmethod
+    def from_codes(cls, codes, scales, zeros=None, format: str = "int4", group_size=_UNSET, dtype=np.float32):
+        """An integer-format matrix stored exactly as given: entry = scale * (code - zero).
+
+        For quantizers of one's own (``hsslin.compress(W, "gptq")`` uses it):
+        the codes and scales are stored bit for bit, nothing is re-rounded.
+
+        Parameters
+        ----------
+        codes : array_like of int (m, n)
+            Unsigned codes in ``[0, 2**bits - 1]``.
+        scales : array_like (m, n / group_size)
+            Non-negative finite float16 values (a float16 array, or floats
+            that are exactly float16 values), one per group.
+        zeros : array_like of int (m, n / group_size), optional
+            Zero points in ``[0, 2**bits - 1]``; given means ``zero_point=True``.
+            Without it the zero is ``2**(bits - 1)`` (symmetric).
+        format, group_size
+            As in :meth:`from_dense` (integer formats only).
+        dtype : float32 or float64
+            The dtype products compute in.
+
+        Raises ValueError naming the argument for a wrong shape, a code or
+        zero out of range, or a scale that is negative, non-finite or not a
+        float16 value.
+
+        Examples
+        --------
+        >>> import numpy as np, hsslin
+        >>> Q = hsslin.QuantizedMatrix.from_codes([[0, 15, 8, 9]], [[0.5, 0.25]], group_size=None)
+        Traceback (most recent call last):
+        ...
+        ValueError: scales holds 2 values, expected 1 (1 rows x 1 groups per row)
+        >>> Q = hsslin.QuantizedMatrix.from_codes([[0, 15, 8, 9]], [[0.5]], format="int4", group_size=None)
+        >>> Q.to_dense()
+        array([[-4. ,  3.5,  0. ,  0.5]], dtype=float32)
+        """
+        code, bits, group, _ = _format_args(format, group_size, False)
+        if code != _INT_CODE:
+            raise ValueError(f"from_codes builds the integer formats, not {format!r}")
+        dtype = np.dtype(dtype)
+        if dtype not in _IMPLS:
+            raise TypeError(f"dtype must be float32 or float64, got {dtype}")
+        arrays = {}
+        for name, value in (("codes", codes), ("zeros", zeros)):
+            if value is None:
+                continue
+            a = np.asarray(value)
+            if a.dtype.kind not in "iu":
+                if a.dtype.kind != "f" or not np.all(np.isfinite(a)) or np.any(a != np.round(a)):
+                    raise ValueError(f"{name} must hold integers, got dtype {a.dtype}")
+            if a.size and (a.min() < 0 or a.max() > (1 << bits) - 1):
+                raise ValueError(
+                    f"{name} must lie in [0, {(1 << bits) - 1}] for {format}, got {a.min()}..{a.max()}"
+                )
+            arrays[name] = np.ascontiguousarray(a, dtype=np.int64)
+        if arrays["codes"].ndim != 2:
+            raise ValueError(f"codes must be 2-D (m, n), got shape {arrays['codes'].shape}")
+        s = np.asarray(scales)
+        if s.dtype.kind != "f":
+            raise ValueError(f"scales must be floating point (float16 values), got dtype {s.dtype}")
+        s = np.ascontiguousarray(s, dtype=np.float64)
+        z = arrays.get("zeros", np.zeros(0, dtype=np.int64))
+        impl = _IMPLS[dtype].from_codes(arrays["codes"], s, z, bits, group, zeros is not None)
+        return cls(impl)
+
     @staticmethod
     def nbytes_for(shape, format: str = "int4", group_size=_UNSET, zero_point: bool = False) -> int:
         """The :attr:`nbytes` a matrix of `shape` would take in that format (counted by the C++ core).
@@ -196,6 +262,30 @@ class QuantizedMatrix(ShapeAndDtype, LinearOperatorMixin, Persistent):
         m, n = self.shape
         s = self._impl.scales.view(np.float16)
         return s.reshape(m, -1) if s.size else s.reshape(m, 0)
+
+    @property
+    def codes(self) -> np.ndarray:
+        """The integer codes unpacked, uint8 of shape (m, n) (empty for the float formats).
+
+        Entry ``(i, j)`` decodes to ``scale * (code - zero)``; see :meth:`from_codes`.
+        """
+        m, n = self.shape
+        if self.bits == 16:
+            return np.zeros((m, 0), dtype=np.uint8)
+        G = self.group_size or n
+        w = 2 if self.bits <= 2 else 4 if self.bits <= 4 else 8
+        B = (G * w + 7) // 8
+        packed = self._impl.codes.reshape(m, n // G, B)
+        # Code t of a group sits in byte t mod B at bit w * (t // B) (quantized.hpp).
+        slots = [(packed >> (w * k)) & ((1 << w) - 1) for k in range(8 // w)]
+        return np.concatenate(slots, axis=2)[:, :, :G].reshape(m, n).astype(np.uint8)
+
+    @property
+    def zeros(self):
+        """The uint8 zero points, shape (m, groups per row), or None when symmetric."""
+        if not self.zero_point:
+            return None
+        return self._impl.zeros.reshape(self.shape[0], -1)
 
     def __repr__(self):
         m, n = self.shape

@@ -41,14 +41,21 @@ def budget_cases(draw, methods=hsslin.METHODS):
     return W, draw(st.sampled_from(methods)), draw(st.integers(16, 64))
 
 
+def calibration_of(method, W):
+    """input_gram for the methods that need one (gptq): the Gram of W's own rows, n x n."""
+    W64 = np.asarray(W, dtype=np.float64)
+    return {"input_gram": W64.T @ W64} if method == "gptq" else {}
+
+
 def compress_or_minimum(W, method, budget, leaf_size):
     """Compress at `budget`; when it refuses, retry at the minimum it states."""
+    extra = calibration_of(method, W)
     try:
-        return hsslin.compress(W, method, budget_bytes=budget, leaf_size=leaf_size), budget
+        return hsslin.compress(W, method, budget_bytes=budget, leaf_size=leaf_size, **extra), budget
     except ValueError as err:
         assert "too small" in str(err), err
         minimum = stated_minimum(err, budget)
-        return hsslin.compress(W, method, budget_bytes=minimum, leaf_size=leaf_size), minimum
+        return hsslin.compress(W, method, budget_bytes=minimum, leaf_size=leaf_size, **extra), minimum
 
 
 @given(case=budget_cases(), fraction=st.sampled_from(FRACTIONS))
@@ -68,9 +75,9 @@ def test_stated_minimum_is_honest(method, shape):
     # The minimum in the message must be enough: compress at exactly that many bytes.
     W = weight_like(*shape, np.float32, 0)
     with pytest.raises(ValueError, match="too small") as info:
-        hsslin.compress(W, method, budget_bytes=16, leaf_size=16)
+        hsslin.compress(W, method, budget_bytes=16, leaf_size=16, **calibration_of(method, W))
     minimum = stated_minimum(info.value, 16)
-    A = hsslin.compress(W, method, budget_bytes=minimum, leaf_size=16)
+    A = hsslin.compress(W, method, budget_bytes=minimum, leaf_size=16, **calibration_of(method, W))
     assert A.nbytes <= minimum
 
 
@@ -85,9 +92,9 @@ def test_split_methods_state_minimum(method, dtype):
     """
     W = weight_like(33, 70, dtype, 0)
     with pytest.raises(ValueError) as info:
-        hsslin.compress(W, method, budget_bytes=16, leaf_size=16)
+        hsslin.compress(W, method, budget_bytes=16, leaf_size=16, **calibration_of(method, W))
     minimum = stated_minimum(info.value, 16)
-    A = hsslin.compress(W, method, budget_bytes=minimum, leaf_size=16)
+    A = hsslin.compress(W, method, budget_bytes=minimum, leaf_size=16, **calibration_of(method, W))
     assert A.nbytes <= minimum
     if "hss" not in method:
         with pytest.raises(ValueError, match="too small"):
@@ -252,7 +259,7 @@ def test_budget_mode_rejects_explicit_parameters(method):
 @pytest.mark.parametrize("method", hsslin.METHODS)
 def test_budget_too_small(method):
     with pytest.raises(ValueError, match="too small"):
-        hsslin.compress(W0, method, budget_bytes=8)
+        hsslin.compress(W0, method, budget_bytes=8, **calibration_of(method, W0))
 
 
 @pytest.mark.parametrize("budget", [0, -5])

@@ -178,6 +178,58 @@ QuantizedMatrix<T> QuantizedMatrix<T>::encode(const T* A, Index rows, Index cols
 }
 
 template <class T>
+QuantizedMatrix<T> QuantizedMatrix<T>::from_codes(const std::int64_t* codes, Index rows, Index cols,
+                                                  const double* scales, Index n_scales,
+                                                  const std::int64_t* zeros, Index n_zeros,
+                                                  int bits, Index group_size, bool zero_point) {
+  // Checks the shape and format (and that rows * cols fits) before any length is trusted.
+  quantized_nbytes(rows, cols, QuantFormat::Int, bits, group_size, zero_point);
+  auto s = std::make_shared<QuantizedStorage>();
+  s->rows = rows;
+  s->cols = cols;
+  s->format = QuantFormat::Int;
+  s->bits = bits;
+  s->group_size = group_size;
+  s->zero_point = zero_point;
+  const Index gpr = s->groups_per_row(), G = s->group(), B = s->group_bytes();
+  HSSLIN_CHECK(n_scales == rows * gpr, "scales holds ", n_scales, " values, expected ", rows * gpr,
+               " (", rows, " rows x ", gpr, " groups per row)");
+  HSSLIN_CHECK(n_zeros == (zero_point ? rows * gpr : 0),
+               zero_point ? "zeros must hold one value per group ("
+                          : "zeros applies to zero_point=True only (",
+               rows * gpr, " expected, got ", n_zeros, ")");
+  const std::int64_t levels = (std::int64_t(1) << bits) - 1;
+  for (Index k = 0; k < rows * cols; ++k)
+    HSSLIN_CHECK(codes[k] >= 0 && codes[k] <= levels, "codes holds ", codes[k], " at row ",
+                 k / cols, ", column ", k % cols, ", outside [0, ", levels, "] for ", bits,
+                 " bits");
+  for (Index k = 0; k < n_zeros; ++k)
+    HSSLIN_CHECK(zeros[k] >= 0 && zeros[k] <= levels, "zeros holds ", zeros[k], " at group ", k,
+                 ", outside [0, ", levels, "]");
+  for (Index k = 0; k < n_scales; ++k) {
+    const double v = scales[k];
+    HSSLIN_CHECK(
+        std::isfinite(v) && v >= 0.0 && v <= kHalfMax && round_to_bits(v, 11, -24, false) == v,
+        "scales holds ", v, " at group ", k,
+        ", not a finite non-negative float16 value (round the scales to float16 first)");
+  }
+  s->codes.assign(size_t(rows * gpr * B), 0);
+  s->scales.resize(size_t(rows * gpr));
+  const int w = s->width();
+  for (Index i = 0; i < rows; ++i)
+    for (Index g = 0; g < gpr; ++g) {
+      const Index k = i * gpr + g;
+      s->scales[size_t(k)] = half_bits_exact(scales[k]);
+      std::uint8_t* bytes = s->codes.data() + k * B;
+      const std::int64_t* c = codes + i * cols + g * G;
+      for (Index t = 0; t < G; ++t)
+        bytes[t % B] |= static_cast<std::uint8_t>(c[t] << (w * (t / B)));
+    }
+  if (zero_point) s->zeros.assign(zeros, zeros + n_zeros);
+  return QuantizedMatrix(std::move(s));
+}
+
+template <class T>
 std::string QuantizedMatrix<T>::serialize() const {
   const QuantizedStorage& s = *s_;
   ByteWriter w;
@@ -247,6 +299,9 @@ QuantizedMatrix<T> QuantizedMatrix<T>::deserialize(const std::string& blob) {
   template Index QuantizedMatrix<T>::nbytes() const;                                               \
   template QuantizedMatrix<T> QuantizedMatrix<T>::encode(const T*, Index, Index, QuantFormat, int, \
                                                          Index, bool);                             \
+  template QuantizedMatrix<T> QuantizedMatrix<T>::from_codes(                                      \
+      const std::int64_t*, Index, Index, const double*, Index, const std::int64_t*, Index, int,    \
+      Index, bool);                                                                                \
   template std::string QuantizedMatrix<T>::serialize() const;                                      \
   template QuantizedMatrix<T> QuantizedMatrix<T>::deserialize(const std::string&);
 HSSLIN_INSTANTIATE(float)

@@ -98,6 +98,19 @@ class QuantizedMatrix {
   static QuantizedMatrix encode(const T* A, Index rows, Index cols, QuantFormat format, int bits,
                                 Index group_size, bool zero_point);
 
+  /// Builds an integer-format matrix from given codes (row-major rows x cols,
+  /// each in [0, 2^bits - 1]), float16 scales (rows x groups per row, each
+  /// finite, >= 0 and exactly a float16 value) and, with zero_point, zeros
+  /// (same count, each in [0, 2^bits - 1]): entry = scale * (code - zero),
+  /// zero = 2^(bits-1) when symmetric. Stored as given, bit for bit, so a
+  /// caller's own quantizer (GPTQ) keeps its exact result. `n_scales` and
+  /// `n_zeros` are the lengths of the arrays given; every length is checked
+  /// before anything is allocated. Throws std::invalid_argument naming the
+  /// argument on any mismatch.
+  static QuantizedMatrix from_codes(const std::int64_t* codes, Index rows, Index cols,
+                                    const double* scales, Index n_scales, const std::int64_t* zeros,
+                                    Index n_zeros, int bits, Index group_size, bool zero_point);
+
   Index rows() const { return s_->rows; }
   Index cols() const { return s_->cols; }
   const QuantizedStorage& storage() const { return *s_; }
