@@ -128,6 +128,11 @@ def resolve(method: str, budget, calibration, allocation, explicit) -> tuple:
             raise ValueError(f"method {method!r} scores its choices on calibration batches: pass calibration")
         if allocation != "global":
             raise ValueError(f"method {method!r} allocates across layers: allocation must be 'global'")
+    if method == "gptq" and calibration is None:
+        raise ValueError(
+            "method 'gptq' feeds its rounding errors back through the inputs' Gram matrix: "
+            "pass calibration, or use 'rtn' to quantize without data"
+        )
     return budget, calibration, allocation
 
 

@@ -6,6 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import hsslin
+from hsslin import _defaults
 from hsslin._activation import output_error
 
 
@@ -77,3 +78,9 @@ def test_from_codes_round_trip(fmt, g, zp):
 def test_from_codes_bad_input(codes, scales, zeros, name):
     with pytest.raises(ValueError, match=name):
         hsslin.QuantizedMatrix.from_codes(codes, scales, zeros, format="int4", group_size=None)
+
+
+def test_gptq_without_calibration_is_refused_before_any_model_loads():
+    with pytest.raises(ValueError, match="calibration"):
+        _defaults.resolve("gptq", 0.25, None, "auto", [])
+    assert _defaults.resolve("gptq", 0.25, "auto", "auto", [])[1] == "builtin"
