@@ -23,9 +23,9 @@ read_manifest compressed_layers find_targets describe_operator QKV_NAMES perplex
 embedding_fidelity sentence_embeddings minilm_path SAMPLE_SENTENCES CALIBRATION_SENTENCES
 calibration_batches input_grams Perplexity EmbeddingFidelity FORMAT_VERSION MANIFEST
 FACTORS_FILE""".split()
-# Added since (issue 11): SmolLM2-135M and the licence texts, beside minilm_path.
+# Added since (issue 11): SmolLM2-135M and the licence texts, beside minilm_path; healing.
 ADDED = """smollm2_path smollm2_folder load_smollm2 evaluation_text calibration_text causal_lm_batches
-rounded_qkv""".split()
+rounded_qkv heal healing_loss HealReport reference_outputs""".split()
 
 
 def test_public_api_is_unchanged():
